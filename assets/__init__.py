@@ -1,0 +1,1 @@
+"""Software-defined assets and checks; each is a thin call into ml/."""

@@ -1,0 +1,1 @@
+"""Catalog contract, readers, image loading, ingestion, and the demo catalog builder."""

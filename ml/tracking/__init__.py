@@ -1,0 +1,1 @@
+"""MLflow helpers (runs, registry) and the demo's summary.json."""

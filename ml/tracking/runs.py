@@ -1,0 +1,75 @@
+"""MLflow runs through an explicit client: no process-global tracking URI is changed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+class TrackingConfig(BaseModel):
+    tracking_uri: str
+    artifact_root: str | None = None  # where new experiments keep artifacts; None: MLflow's default
+    experiment: str = "shopwindow-demo"
+    ui_url: str = "http://127.0.0.1:5000"
+
+
+@dataclass
+class TrackedRun:
+    client: Any  # mlflow.MlflowClient
+    run_id: str
+    experiment_id: str
+    ui_url: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, str(value)[:6000])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            if value is not None:
+                self.client.log_metric(self.run_id, key, float(value), step=step or 0)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value))
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, data, artifact_file)
+
+
+def experiment_id(client: Any, config: TrackingConfig) -> str:
+    found = client.get_experiment_by_name(config.experiment)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if config.artifact_root:
+        location = config.artifact_root.rstrip("/") + "/" + config.experiment
+    return client.create_experiment(config.experiment, artifact_location=location)
+
+
+@contextmanager
+def tracked_run(config: TrackingConfig, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+    """An MLflow run that ends FINISHED, or FAILED if the body raises."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    exp_id = experiment_id(client, config)
+    run = client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()})
+    tracked = TrackedRun(client, run.info.run_id, exp_id, config.ui_url)
+    try:
+        yield tracked
+    except BaseException:
+        client.set_terminated(tracked.run_id, status="FAILED")
+        raise
+    client.set_terminated(tracked.run_id, status="FINISHED")

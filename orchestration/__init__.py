@@ -1,0 +1,1 @@
+"""Dagster wiring: Definitions, resources, IO managers, jobs, sensors and profiles."""

@@ -1,0 +1,88 @@
+"""Deployment profiles: `demo` (offline, CPU, the default) and `production`, chosen by
+SHOPWINDOW_PROFILE. Only configuration differs between them; the code path is the same."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ml.catalog.contract import IngestSettings
+from ml.compute import ComputeSettings
+
+ProfileName = Literal["demo", "production"]
+
+
+class Profile(BaseModel):
+    name: ProfileName
+    home: Path  # local state: dagster home, mlflow.db, reports, inbox
+    data_root: str  # data and artefacts: a folder or any fsspec URL
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+    mlflow_ui_url: str
+    ingest: IngestSettings
+    compute: ComputeSettings
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.home / "reports" / "summary.json"
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+
+_INGEST = {
+    "demo": IngestSettings(image_size=32, upscale_small=False, max_image_pixels=40_000_000),
+    "production": IngestSettings(image_size=224, upscale_small=True, max_image_pixels=80_000_000),
+}
+
+
+def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> Profile:
+    """Resolve the profile from arguments and environment; every path comes back absolute."""
+    env = dict(os.environ if env is None else env)
+    name = name or env.get("SHOPWINDOW_PROFILE", "demo")
+    if name not in _INGEST:
+        raise ValueError(f"SHOPWINDOW_PROFILE={name!r}: use 'demo' or 'production'")
+    home = Path(env.get("SHOPWINDOW_HOME", ".shopwindow")).expanduser().resolve()
+    data_root = env.get("SHOPWINDOW_DATA_ROOT", str(home / "data"))
+    backend = env.get("SHOPWINDOW_COMPUTE", "ray" if name == "production" else "local")
+    return Profile(
+        name=name,
+        home=home,
+        data_root=data_root,
+        tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+        artifact_root=env.get("SHOPWINDOW_ARTIFACT_ROOT", str(home / "mlartifacts")),
+        experiment=f"shopwindow-{name}",
+        mlflow_ui_url=env.get("SHOPWINDOW_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+        ingest=_INGEST[name],
+        compute=ComputeSettings(backend=backend, workers=int(env.get("SHOPWINDOW_WORKERS", "0")), ray_address=env.get("RAY_ADDRESS") or None),
+    )
+
+
+DAGSTER_YAML = """\
+# written by shopwindow; see DESIGN.md Conventions
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_home(profile: Profile) -> Path:
+    """Create the state folders and dagster.yaml (telemetry off); point DAGSTER_HOME at it."""
+    for folder in (profile.dagster_home, profile.inbox, profile.summary_path.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    config = profile.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ.setdefault("DAGSTER_HOME", str(profile.dagster_home))
+    for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0",
+                       "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "DAGSTER_DISABLE_TELEMETRY": "1"}.items():
+        os.environ.setdefault(key, value)
+    return profile.dagster_home

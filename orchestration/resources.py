@@ -1,0 +1,98 @@
+"""Resources: where data lives, where runs are tracked, and which compute backend maps batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import ConfigurableResource
+
+from ml.catalog.contract import IngestSettings
+from ml.compute import BatchMapper, ComputeSettings, make_mapper
+from ml.tracking.runs import TrackedRun, TrackingConfig, tracked_run
+from ml.tracking.summary import update_summary
+from orchestration.profiles import Profile
+
+
+class StorageResource(ConfigurableResource):
+    """`home` is local state (reports, inbox); `data_root` is a folder or fsspec URL for data."""
+
+    home: str
+    data_root: str
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.data_root.rstrip("/"), *parts])
+
+    @property
+    def snapshot_registry(self) -> str:
+        return self.uri("snapshots")
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.home}/inbox"
+
+    @property
+    def summary_path(self) -> str:
+        return f"{self.home}/reports/summary.json"
+
+    def update_summary(self, figures: dict[str, Any]) -> dict[str, Any]:
+        return update_summary(self.summary_path, figures)
+
+
+class MLflowResource(ConfigurableResource):
+    tracking_uri: str
+    artifact_root: str | None = None
+    experiment: str = "shopwindow-demo"
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def tracking(self) -> TrackingConfig:
+        return TrackingConfig(tracking_uri=self.tracking_uri, artifact_root=self.artifact_root,
+                              experiment=self.experiment, ui_url=self.ui_url)
+
+    @contextmanager
+    def run(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+        with tracked_run(self.tracking(), name, tags) as run:
+            yield run
+
+
+class ComputeResource(ConfigurableResource):
+    backend: str = "local"  # local | ray
+    workers: int = 0  # 0: one per core
+    ray_address: str | None = None
+
+    def mapper(self, preload: tuple[str, ...] = ()) -> BatchMapper:
+        settings = ComputeSettings(backend=self.backend, workers=self.workers, ray_address=self.ray_address)
+        return make_mapper(settings, preload)
+
+
+class CatalogSettingsResource(ConfigurableResource):
+    """Ingestion limits and image shape; defaults come from the profile."""
+
+    image_size: int = 32
+    upscale_small: bool = False
+    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_price: float = 1_000_000.0
+    chunk_rows: int = 50_000
+    allowed_image_roots: list[str] = []
+
+    def settings(self) -> IngestSettings:
+        return IngestSettings(**{**self.model_dump(), "allowed_image_roots": tuple(self.allowed_image_roots)})
+
+
+def resources_for(profile: Profile) -> dict[str, Any]:
+    from orchestration.io_managers import ManifestIOManager
+
+    ingest = profile.ingest.model_dump()
+    ingest["allowed_image_roots"] = list(ingest["allowed_image_roots"])
+    ingest.pop("url_schemes")
+    return {
+        "storage": StorageResource(home=str(profile.home), data_root=profile.data_root),
+        "mlflow": MLflowResource(tracking_uri=profile.tracking_uri, artifact_root=profile.artifact_root,
+                                 experiment=profile.experiment, ui_url=profile.mlflow_ui_url),
+        "compute": ComputeResource(backend=profile.compute.backend, workers=profile.compute.workers,
+                                   ray_address=profile.compute.ray_address),
+        "catalog_settings": CatalogSettingsResource(**ingest),
+        "io_manager": ManifestIOManager(base_uri=f"{profile.data_root.rstrip('/')}/manifests"),
+    }

@@ -1,0 +1,61 @@
+"""Drop-folder sensor: each new catalog file in <home>/inbox becomes a partition and a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
+
+from assets.partitions import catalog_partitions
+from ml.catalog.contract import SUPPORTED_FORMATS
+from ml.catalog.snapshots import register_snapshot
+from ml.tracking.summary import update_summary
+from orchestration.jobs import catalog_job
+from orchestration.resources import StorageResource
+
+SETTLE_SECONDS = 5.0  # a file still being written is left for the next tick
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@sensor(job=catalog_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)
+def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
+    """Cursor: file name -> size:mtime already handled, so each version of a file runs once."""
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    inbox = Path(storage.inbox)
+    inbox.mkdir(parents=True, exist_ok=True)
+    requests, new_keys, rejected = [], [], []
+    now = time.time()
+    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+        fingerprint = _fingerprint(path)
+        if seen.get(path.name) == fingerprint or now - path.stat().st_mtime < SETTLE_SECONDS:
+            continue
+        seen[path.name] = fingerprint
+        if path.suffix.lower() not in SUPPORTED_FORMATS:
+            rejected.append({"file": path.name, "error": f"unsupported format {path.suffix or '(none)'}; use {', '.join(sorted(SUPPORTED_FORMATS))}"})
+            continue
+        try:
+            record = register_snapshot(str(path), storage.snapshot_registry)
+        except Exception as exc:  # one bad file must not stop the sensor
+            rejected.append({"file": path.name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        new_keys.append(record.snapshot_id)
+        requests.append(RunRequest(run_key=record.snapshot_id, partition_key=record.snapshot_id,
+                                   tags={"shopwindow/source": str(path)}))
+    for entry in rejected:
+        context.log.warning(f"inbox: {entry['file']} rejected: {entry['error']}")
+    if rejected:
+        report = Path(storage.home) / "reports" / "inbox_rejected.json"
+        update_summary(report, {e["file"]: {"error": e["error"], "at": int(now)} for e in rejected})
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[catalog_partitions.build_add_request(new_keys)] if new_keys else [],
+        cursor=json.dumps(seen, sort_keys=True),
+        skip_reason=None if requests else f"no new catalog files in {inbox}" + (f" ({len(rejected)} rejected)" if rejected else ""),
+    )
