@@ -50,5 +50,8 @@ def ingest_file(defs: Definitions, instance: DagsterInstance, path: str) -> Inge
         outcome.figures = items.figures
     failures = [e for e in result.all_events if e.is_step_failure]
     if failures:
-        outcome.error = failures[0].step_failure_data.error.message.strip()
+        error = failures[0].step_failure_data.error
+        while error.cause is not None:  # the user's error, not Dagster's wrapper
+            error = error.cause
+        outcome.error = error.message.strip()
     return outcome

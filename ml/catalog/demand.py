@@ -64,7 +64,8 @@ def simulate_search_demand(labels: pd.DataFrame, model: DemandModel) -> pd.DataF
     log: Counter = Counter()
     for category_i, k in zip(category_idx, n_modifiers):
         category = categories[category_i]
-        allowed = type_w * np.array([t != "fit" or category in GARMENTS for t in MODIFIER_TYPES])
+        allowed = type_w * np.array([(t != "fit" or category in GARMENTS) and bool(values[t][0]) for t in MODIFIER_TYPES])
+        k = min(k, int((allowed > 0).sum()))
         chosen = rng.choice(len(MODIFIER_TYPES), size=k, replace=False, p=allowed / allowed.sum()) if k else []
         modifiers = []
         for t_i in sorted(chosen):

@@ -1,0 +1,54 @@
+"""The console script and `dagster definitions validate`, as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+
+
+def _run(args, home, timeout=240):
+    env = {**os.environ, "SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_WORKERS": "2"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_definitions_validate(tmp_path):
+    home = tmp_path / "home"
+    assert _run([str(BIN / "shopwindow"), "init"], home).returncode == 0  # creates DAGSTER_HOME + dagster.yaml
+    proc = _run([str(BIN / "dagster"), "definitions", "validate", "-m", "orchestration.definitions"], home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "passed validation" in proc.stderr + proc.stdout
+
+
+def test_ingest_json_reports_counts_and_reasons(tmp_path, bad_catalog):
+    proc = _run([str(BIN / "shopwindow"), "ingest", str(bad_catalog), "--json"], tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["items"] == 4 and report["quarantined"] == 16
+    assert report["reasons"]["image_too_large"] == 2 and report["reasons"]["duplicate_id"] == 1
+    assert "4 items" in proc.stdout
+
+
+def test_ingest_of_a_bad_file_exits_nonzero_naming_it(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    proc = _run([str(BIN / "shopwindow"), "ingest", str(bad), "--json"], tmp_path / "home")
+    assert proc.returncode == 2
+    assert "notes.txt" in proc.stderr and "unsupported catalog format" in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["success"] is False
+
+
+def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
+    home = tmp_path / "home"
+    proc = _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((home / "reports" / "summary.json").read_text())
+    assert summary["catalog"]["items"] == 600  # 300 per split
+    assert summary["catalog"]["quarantined"] >= 8  # at least one defect of each kind
+    assert summary["catalog"]["items_per_s"] > 0
+    assert "make ui" in proc.stdout and "summary.json" in proc.stdout

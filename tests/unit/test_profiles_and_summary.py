@@ -1,0 +1,30 @@
+import json
+
+import pytest
+
+from ml.tracking.summary import read_summary, update_summary
+from orchestration.profiles import load_profile, prepare_home
+
+
+def test_summary_merges_stages(tmp_path):
+    path = tmp_path / "reports" / "summary.json"
+    update_summary(path, {"catalog": {"items": 3, "quarantined": 1}})
+    update_summary(path, {"catalog": {"items": 4}, "attributes": {"recall_at_10": 0.9}})
+    assert read_summary(path) == {"catalog": {"items": 4, "quarantined": 1}, "attributes": {"recall_at_10": 0.9}}
+    assert json.loads(path.read_text())["catalog"]["items"] == 4
+
+
+def test_profiles_resolve_from_one_setting(tmp_path):
+    demo = load_profile(env={"SHOPWINDOW_HOME": str(tmp_path)})
+    assert demo.name == "demo" and demo.ingest.image_size == 32 and demo.compute.backend == "local"
+    assert demo.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    prod = load_profile(env={"SHOPWINDOW_HOME": str(tmp_path), "SHOPWINDOW_PROFILE": "production", "RAY_ADDRESS": "ray://head:10001"})
+    assert prod.ingest.image_size == 224 and prod.compute.backend == "ray" and prod.compute.ray_address == "ray://head:10001"
+    with pytest.raises(ValueError, match="SHOPWINDOW_PROFILE='staging'"):
+        load_profile(env={"SHOPWINDOW_PROFILE": "staging"})
+
+
+def test_dagster_yaml_turns_telemetry_off(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = prepare_home(load_profile(env={"SHOPWINDOW_HOME": str(tmp_path)}))
+    assert "enabled: false" in (home / "dagster.yaml").read_text()
