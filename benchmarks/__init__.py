@@ -1,0 +1,1 @@
+"""Speed, memory and quality benchmarks. `make bench` runs them; CI does not."""

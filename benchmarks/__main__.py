@@ -1,0 +1,6 @@
+"""`python -m benchmarks` (make bench): every benchmark, figures printed."""
+
+from benchmarks import ingest
+
+if __name__ == "__main__":
+    ingest.main()
