@@ -74,3 +74,13 @@ def test_prices_that_are_not_finite_or_too_high(tmp_path, price):
     pd.DataFrame([{"item_id": "1", "title": "t", "image_uri": "a.png", "price": price}]).to_csv(path, index=False)
     stats, _, quarantine, _ = _ingest(path, tmp_path)
     assert stats.reasons == {"bad_price": 1}
+
+
+def test_data_root_can_be_an_fsspec_url(bad_catalog):
+    """The same code path writes to any fsspec filesystem (here the in-memory one)."""
+    root = "memory://shopwindow-test/snap"
+    snapshot_catalog(str(bad_catalog), f"{root}/raw.parquet")
+    stats = ingest_snapshot(f"{root}/raw.parquet", str(bad_catalog.parent), root, IngestSettings(), progress=False)
+    assert stats.items == 4
+    assert len(read_table(f"{root}/items.parquet")) == 4
+    assert read_images(f"{root}/images.parquet")[1].shape[0] == stats.unique_images
