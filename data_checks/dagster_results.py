@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue, PreviewWarning
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from data_checks.catalog_suite import CATALOG_CHECKS, CheckOutcome
 
 
 def catalog_check_specs(asset: str, partitions_def=None, additional_deps: tuple[str, ...] = ()) -> list[AssetCheckSpec]:
     """Blocking for ERROR checks, so a broken catalog stops the run before anything reads it."""
-    with warnings.catch_warnings():  # partitioned checks are "preview" in dagster 1.13; pinned, tested here
-        warnings.simplefilter("ignore", PreviewWarning)
-        return _specs(asset, partitions_def, additional_deps)
-
-
-def _specs(asset: str, partitions_def, additional_deps: tuple[str, ...]) -> list[AssetCheckSpec]:
     return [
         AssetCheckSpec(c.name, asset=asset, description=f"{c.description} ({c.severity})",
                        blocking=c.severity == "ERROR", partitions_def=partitions_def, additional_deps=list(additional_deps))

@@ -73,7 +73,7 @@ def cmd_demo(args) -> int:
     config = DemoCatalogConfig(limit=args.limit)
     demo_dir = profile.home / "demo" / "catalog"
     manifest = demo_dir / MANIFEST_FILE
-    if args.rebuild or not manifest.exists() or json.loads(manifest.read_text())["config"] != config.model_dump():
+    if args.rebuild or not manifest.exists() or json.loads(manifest.read_text())["config"] != config.model_dump(mode="json"):
         print(f"building the demo catalog in {demo_dir} ...", flush=True)
         try:
             build_demo_catalog(demo_dir, config)
@@ -82,7 +82,7 @@ def cmd_demo(args) -> int:
             return 2
     build_seconds = time.perf_counter() - started
     defs, instance = _definitions_and_instance(profile)
-    outcome = ingest_file(defs, instance, str(demo_dir / "catalog.csv"))
+    outcome = ingest_file(defs, instance, str(demo_dir / "catalog.csv"), job="pipeline_job")
     status = _print_outcome(outcome, as_json=False)
     summary = update_summary(profile.summary_path, {"demo": {"profile": profile.name, "catalog_build_seconds": round(build_seconds, 1),
                                                             "total_seconds": round(time.perf_counter() - started, 1)}})

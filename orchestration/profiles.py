@@ -25,6 +25,8 @@ class Profile(BaseModel):
     mlflow_ui_url: str
     ingest: IngestSettings
     compute: ComputeSettings
+    embedding: dict = {}
+    attributes: dict = {}
 
     @property
     def dagster_home(self) -> Path:
@@ -39,6 +41,15 @@ class Profile(BaseModel):
         return self.home / "inbox"
 
 
+_EMBEDDING = {
+    "demo": {"model": "shopwindow-tiny-32", "epochs": 3.0},
+    # fine-tune a pretrained CLIP; needs the weights in the hub cache or a local-dir: folder
+    "production": {"model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k", "epochs": 1.0, "lr": 1e-5, "batch_size": 128},
+}
+_ATTRIBUTES = {
+    "demo": {"teacher": "lexicon", "grounded_types": ["category", "color"]},
+    "production": {"teacher": "vlm", "grounded_types": ["category", "color", "material", "style"]},
+}
 _INGEST = {
     "demo": IngestSettings(image_size=32, upscale_small=False, max_image_pixels=40_000_000),
     "production": IngestSettings(image_size=224, upscale_small=True, max_image_pixels=80_000_000),
@@ -64,6 +75,8 @@ def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> 
         mlflow_ui_url=env.get("SHOPWINDOW_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
         ingest=_INGEST[name],
         compute=ComputeSettings(backend=backend, workers=int(env.get("SHOPWINDOW_WORKERS", "0")), ray_address=env.get("RAY_ADDRESS") or None),
+        embedding={**_EMBEDDING[name], **({"max_minutes": float(env["SHOPWINDOW_TRAIN_MINUTES"])} if env.get("SHOPWINDOW_TRAIN_MINUTES") else {})},
+        attributes={**_ATTRIBUTES[name], **({"vlm_model": env["SHOPWINDOW_VLM_MODEL"]} if env.get("SHOPWINDOW_VLM_MODEL") else {})},
     )
 
 

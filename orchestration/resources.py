@@ -81,6 +81,36 @@ class CatalogSettingsResource(ConfigurableResource):
         return IngestSettings(**{**self.model_dump(), "allowed_image_roots": tuple(self.allowed_image_roots)})
 
 
+class EmbeddingResource(ConfigurableResource):
+    """Which dual encoder to start from and how to train it (see ml.embedding.factory)."""
+
+    model: str = "shopwindow-tiny-32"
+    pretrained: str | None = None
+    epochs: float = 3.0
+    batch_size: int = 256
+    lr: float = 2e-3
+    max_minutes: float = 15.0
+    registered_name: str = "shopwindow-dual-encoder"
+
+
+class AttributesResource(ConfigurableResource):
+    """Teacher, taxonomy, curation and the targets the attribute checks hold."""
+
+    taxonomy: str = "fashion"  # built-in name or YAML path
+    teacher: str = "lexicon"  # lexicon | vlm
+    vlm_model: str | None = None
+    min_items: int = 50  # a phrase needs this many items to enter the vocabulary ...
+    min_share: float = 0.001  # ... or this share of the catalog, whichever is smaller (small catalogs)
+    target_precision: float = 0.95
+    grounded_types: list[str] = ["category", "color"]
+    min_recall_at_10: float = 0.97
+    min_category_accuracy: float = 0.97
+    min_color_accuracy: float = 0.95
+
+    def min_items_for(self, catalog_items: int) -> int:
+        return min(self.min_items, max(3, round(self.min_share * catalog_items)))
+
+
 def resources_for(profile: Profile) -> dict[str, Any]:
     from orchestration.io_managers import ManifestIOManager
 
@@ -94,5 +124,7 @@ def resources_for(profile: Profile) -> dict[str, Any]:
         "compute": ComputeResource(backend=profile.compute.backend, workers=profile.compute.workers,
                                    ray_address=profile.compute.ray_address),
         "catalog_settings": CatalogSettingsResource(**ingest),
+        "embedding": EmbeddingResource(**profile.embedding),
+        "attributes": AttributesResource(**profile.attributes),
         "io_manager": ManifestIOManager(base_uri=f"{profile.data_root.rstrip('/')}/manifests"),
     }

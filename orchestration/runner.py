@@ -33,13 +33,14 @@ class IngestOutcome:
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def ingest_file(defs: Definitions, instance: DagsterInstance, path: str) -> IngestOutcome:
+def ingest_file(defs: Definitions, instance: DagsterInstance, path: str, job: str = "catalog_job") -> IngestOutcome:
+    """Register `path` as a snapshot and run `job` (catalog_job, or pipeline_job for everything) on it."""
     storage = defs.resources["storage"]
     record = register_snapshot(path, storage.snapshot_registry)
     key = record.snapshot_id
     if not instance.has_dynamic_partition(catalog_partitions.name, key):
         instance.add_dynamic_partitions(catalog_partitions.name, [key])
-    result = defs.resolve_job_def("catalog_job").execute_in_process(
+    result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET, tags={"shopwindow/source": record.source_uri}
     )
     outcome = IngestOutcome(snapshot=key, success=result.success, dagster_run_id=result.run_id)

@@ -13,7 +13,7 @@ from assets.partitions import catalog_partitions
 from ml.catalog.contract import SUPPORTED_FORMATS
 from ml.catalog.snapshots import register_snapshot
 from ml.tracking.summary import update_summary
-from orchestration.jobs import catalog_job
+from orchestration.jobs import pipeline_job
 from orchestration.resources import StorageResource
 
 SETTLE_SECONDS = 5.0  # a file still being written is left for the next tick
@@ -24,7 +24,7 @@ def _fingerprint(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-@sensor(job=catalog_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)
+@sensor(job=pipeline_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)
 def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
     """Cursor: file name -> size:mtime already handled, so each version of a file runs once."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}

@@ -23,6 +23,7 @@ from ml.catalog.demand import DemandModel, simulate_search_demand
 from ml.catalog.fashion_mnist import CLASS_NAMES, find_fashion_mnist, load_split
 
 CATALOG_FILE, LABELS_FILE, DEMAND_FILE, MANIFEST_FILE = "catalog.csv", "labels.parquet", "search_demand.csv", "demo_manifest.json"
+ALIASES_FILE = "label_aliases.json"  # surface form -> true value, so evaluation can read any vocabulary
 DEFECT_KINDS = (
     "empty_title", "bad_price", "missing_id", "duplicate_id", "image_not_found", "not_an_image",
     "path_escape", "unsupported_scheme",
@@ -200,8 +201,10 @@ def build_demo_catalog(out_dir: str | Path, config: DemoCatalogConfig | None = N
     catalog.to_csv(root / CATALOG_FILE, index=False)
     labels = pd.DataFrame(truths)
     labels.to_parquet(root / LABELS_FILE, index=False)
+    aliases = {form: value for value, forms in world.SYNONYMS.items() for form in forms if form != value}
+    (root / ALIASES_FILE).write_text(json.dumps(aliases, indent=1, sort_keys=True))
     demand = simulate_search_demand(labels, config.demand)
     demand.to_csv(root / DEMAND_FILE, index=False)
-    manifest = {"config": config.model_dump(), "items": len(rows), "defect_rows": len(defects), "queries": int(demand["count"].sum())}
+    manifest = {"config": config.model_dump(mode="json"), "items": len(rows), "defect_rows": len(defects), "queries": int(demand["count"].sum())}
     (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return DemoCatalog(root)

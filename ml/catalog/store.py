@@ -23,3 +23,19 @@ def read_images(uri: str) -> tuple[list[str], np.ndarray]:
     pixels = table.column("pixels").combine_chunks()
     buffer = np.frombuffer(pixels.buffers()[1], dtype=np.uint8, count=len(pixels) * size * size * 3, offset=pixels.offset * size * size * 3)
     return table.column("image_hash").to_pylist(), buffer.reshape(len(pixels), size, size, 3)
+
+
+def item_pixels(image_hashes, images_uri: str) -> np.ndarray:
+    """Pixels for each item (rows follow `image_hashes`), from the content-addressed store."""
+    hashes, pixels = read_images(images_uri)
+    position = {h: i for i, h in enumerate(hashes)}
+    return pixels[[position[h] for h in image_hashes]]
+
+
+def write_table(frame: pd.DataFrame, uri: str) -> str:
+    """Parquet to a local path or fsspec URL, creating the folder."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.makedirs(fs._parent(path), exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    return uri

@@ -78,6 +78,19 @@ class LocalBatchMapper:
             self._pool = None
 
 
+def ensure_ray(settings: ComputeSettings) -> None:
+    """Join `ray_address`, or start a local Ray with `workers` CPUs; once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=settings.resolved_workers(), include_dashboard=False, log_to_driver=False)
+
+
 def _apply(fn: BatchFn, batch: Any) -> Any:
     return fn(batch)
 
@@ -90,12 +103,7 @@ class RayBatchMapper:
     def __init__(self, workers: int, address: str | None = None, max_in_flight: int = 0):
         import ray
 
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        ensure_ray(ComputeSettings(backend="ray", workers=workers, ray_address=address))
         self._ray = ray
         self.workers = int(ray.cluster_resources().get("CPU", workers))
         self.ahead = max_in_flight or 2 * self.workers

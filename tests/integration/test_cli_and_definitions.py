@@ -51,4 +51,8 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert summary["catalog"]["items"] == 600  # 300 per split
     assert summary["catalog"]["quarantined"] >= 8  # at least one defect of each kind
     assert summary["catalog"]["items_per_s"] > 0
+    assert summary["embeddings"]["items"] == 600 and summary["embeddings"]["items_per_s"] > 0
+    for key in ("recall_at_10", "category_accuracy", "color_accuracy_text_silent"):
+        assert 0 <= summary["attributes"][key] <= 1  # measured; 600 items are too few to meet the targets
+    assert summary["attributes"]["category_accuracy"] > 0.9  # the teacher reads the category in every title
     assert "make ui" in proc.stdout and "summary.json" in proc.stdout

@@ -1,0 +1,1 @@
+"""Product attributes: taxonomy, teachers (lexicon, VLM), vocabulary curation, assignment."""

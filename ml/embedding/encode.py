@@ -1,0 +1,200 @@
+"""Batch encoding of a catalog: image vectors per distinct image, text vectors per item.
+
+Streams Parquet in chunks, so a catalog larger than memory works; only the hash -> image
+vector map (N_images x d floats) is held. Two backends give the same vectors:
+- local: in this process, torch's intra-op threads over batches;
+- ray: Ray Data, CPU preprocessing (uint8 -> normalised float) as its own stage, then an
+  actor pool where each actor loads the model once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from ml.compute import ComputeSettings
+from ml.embedding.factory import load_preprocess
+
+TEXT_FIELDS = ("title", "description")
+
+
+def item_text(title: str | None, description: str | None) -> str:
+    return " ".join(t for t in (title, description) if t)
+
+
+@dataclass
+class EncodeStats:
+    images: int
+    items: int
+    seconds: float
+    backend: str
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+
+def _pixels(column: pa.Array, size: int) -> np.ndarray:
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    flat = np.frombuffer(column.buffers()[1], np.uint8, count=len(column) * size * size * 3, offset=column.offset * size * size * 3)
+    return flat.reshape(len(column), size, size, 3)
+
+
+def _iter_parquet(uri: str, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def _store_size(images_uri: str) -> int:
+    fs, path = fsspec.core.url_to_fs(images_uri)
+    with fs.open(path, "rb") as handle:
+        return int(pq.ParquetFile(handle).schema_arrow.metadata[b"image_size"])
+
+
+def _rows(uri: str) -> int:
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
+class _ImageEncoder:
+    """Ray actor: one model load, then encode preprocessed batches."""
+
+    def __init__(self, model_dir: str):
+        import torch
+
+        from ml.embedding.factory import create_dual_encoder
+
+        torch.set_num_threads(1)
+        self.encoder = create_dual_encoder(f"local-dir:{model_dir}")
+        self.encoder.model.eval()
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            vectors = self.encoder.model.encode_image(torch.from_numpy(np.stack(batch["tensor"])), normalize=True).numpy()
+        return {"image_hash": batch["image_hash"], "vector": list(vectors)}
+
+
+class _TextEncoder:
+    def __init__(self, model_dir: str):
+        import torch
+
+        from ml.embedding.factory import create_dual_encoder
+
+        torch.set_num_threads(1)
+        self.encoder = create_dual_encoder(f"local-dir:{model_dir}")
+
+    def __call__(self, batch: dict) -> dict:
+        texts = [item_text(t, d) for t, d in zip(batch["title"], batch["description"])]
+        return {"item_id": batch["item_id"], "image_hash": batch["image_hash"], "vector": list(self.encoder.encode_texts(texts))}
+
+
+def _preprocess(batch: dict, model_dir: str, store_size: int) -> dict:
+    """CPU stage of the Ray path: uint8 bytes -> normalised float tensors."""
+    from ml.embedding.factory import load_preprocess
+
+    pixels = np.stack([np.frombuffer(p, np.uint8).reshape(store_size, store_size, 3) for p in batch["pixels"]])
+    return {"image_hash": batch["image_hash"], "tensor": list(load_preprocess(model_dir).tensor(pixels).numpy())}
+
+
+def encode_catalog(model_dir: str, items_uri: str, images_uri: str, out_uri: str, compute: ComputeSettings,
+                   batch_rows: int = 4096, progress: bool = True) -> EncodeStats:
+    """Write `out_uri` (Parquet): item_id, image_hash, image_vector, text_vector (float32, unit norm)."""
+    start = time.perf_counter()
+    if compute.backend == "ray":
+        image_vectors, text_batches = _encode_ray(model_dir, items_uri, images_uri, compute, batch_rows)
+    else:
+        image_vectors, text_batches = _encode_local(model_dir, items_uri, images_uri, batch_rows, progress)
+    fs, path = fsspec.core.url_to_fs(out_uri)
+    fs.makedirs(fs._parent(path), exist_ok=True)
+    writer = None
+    items = 0
+    try:
+        for item_ids, hashes, text_vecs in text_batches:
+            dim = text_vecs.shape[1]
+            image_vecs = np.stack([image_vectors[h] for h in hashes])
+            table = pa.table({
+                "item_id": pa.array(item_ids, pa.string()), "image_hash": pa.array(hashes, pa.string()),
+                "image_vector": pa.FixedSizeListArray.from_arrays(pa.array(image_vecs.reshape(-1), pa.float32()), dim),
+                "text_vector": pa.FixedSizeListArray.from_arrays(pa.array(text_vecs.reshape(-1).astype(np.float32), pa.float32()), dim),
+            })
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, filesystem=fs, compression="zstd")
+            writer.write_table(table)
+            items += len(item_ids)
+    finally:
+        if writer is not None:
+            writer.close()
+    return EncodeStats(images=len(image_vectors), items=items, seconds=time.perf_counter() - start, backend=compute.backend)
+
+
+def _encode_local(model_dir: str, items_uri: str, images_uri: str, batch_rows: int, progress: bool):
+    from ml.embedding.factory import create_dual_encoder
+
+    encoder = create_dual_encoder(f"local-dir:{model_dir}")
+    size = _store_size(images_uri)
+    image_vectors: dict[str, np.ndarray] = {}
+    with tqdm(total=_rows(images_uri), desc="encode images", unit="img", disable=not progress, mininterval=2) as bar:
+        for batch in _iter_parquet(images_uri, ["image_hash", "pixels"], batch_rows):
+            vectors = encoder.encode_images(_pixels(batch.column("pixels"), size))
+            image_vectors.update(zip(batch.column("image_hash").to_pylist(), vectors))
+            bar.update(batch.num_rows)
+
+    def texts() -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        with tqdm(total=_rows(items_uri), desc="encode texts", unit="item", disable=not progress, mininterval=2) as bar:
+            for batch in _iter_parquet(items_uri, ["item_id", "image_hash", *TEXT_FIELDS], batch_rows):
+                cols = batch.to_pydict()
+                vectors = encoder.encode_texts([item_text(t, d) for t, d in zip(cols["title"], cols["description"])])
+                bar.update(batch.num_rows)
+                yield cols["item_id"], cols["image_hash"], vectors
+
+    return image_vectors, texts()
+
+
+def _encode_ray(model_dir: str, items_uri: str, images_uri: str, compute: ComputeSettings, batch_rows: int):
+    import ray
+
+    from ml.compute.batch_map import ensure_ray
+
+    ensure_ray(compute)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # same order as the local path
+    workers = compute.resolved_workers()
+    size = _store_size(images_uri)
+    batch = min(batch_rows, 1024)
+    images = ray.data.read_parquet(images_uri, columns=["image_hash", "pixels"])
+    tensors = images.map_batches(_preprocess, fn_kwargs={"model_dir": model_dir, "store_size": size}, batch_size=batch, batch_format="numpy")
+    encoded = tensors.map_batches(_ImageEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch,
+                                  concurrency=workers, num_cpus=1, batch_format="numpy")
+    image_vectors: dict[str, np.ndarray] = {}
+    for out in encoded.iter_batches(batch_size=batch, batch_format="numpy"):
+        image_vectors.update(zip(out["image_hash"].tolist(), out["vector"]))
+    texts = ray.data.read_parquet(items_uri, columns=["item_id", "image_hash", *TEXT_FIELDS]).map_batches(
+        _TextEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch, concurrency=workers, num_cpus=1,
+        batch_format="numpy")
+
+    def text_batches() -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        for out in texts.iter_batches(batch_size=batch_rows, batch_format="numpy"):
+            yield out["item_id"].tolist(), out["image_hash"].tolist(), np.stack(out["vector"])
+
+    return image_vectors, text_batches()
+
+
+def read_embeddings(uri: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(item ids, image vectors N x d, text vectors N x d) from an item_embeddings Parquet."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        table = pq.read_table(handle)
+    def matrix(name: str) -> np.ndarray:
+        column = table.column(name).combine_chunks()
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32)
+    return table.column("item_id").to_pylist(), matrix("image_vector"), matrix("text_vector")

@@ -1,0 +1,35 @@
+"""The MLflow model registry for folders saved in their library's own format (safetensors):
+log the folder as run artifacts, register a version pointing at it, move aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ml.tracking.runs import TrackedRun
+
+
+def register_folder(run: TrackedRun, folder: str | Path, artifact_path: str, model_name: str,
+                    alias: str | None = None, tags: dict[str, Any] | None = None, description: str = "") -> str:
+    """Log `folder` under the run and register it as a new version of `model_name`; returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    client = run.client
+    client.log_artifacts(run.run_id, str(folder), artifact_path)
+    try:
+        client.create_registered_model(model_name, description=description or None)
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+    version = client.create_model_version(model_name, source=f"runs:/{run.run_id}/{artifact_path}", run_id=run.run_id,
+                                          tags={k: str(v) for k, v in (tags or {}).items()})
+    if alias:
+        client.set_registered_model_alias(model_name, alias, version.version)
+    return str(version.version)
+
+
+def download_model(model_uri: str, tracking_uri: str, dst: str | Path) -> Path:
+    """`models:/name@alias` or `models:/name/version` -> a local folder."""
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=tracking_uri))
