@@ -172,14 +172,17 @@ def _encode_ray(model_dir: str, items_uri: str, images_uri: str, compute: Comput
     size = _store_size(images_uri)
     batch = min(batch_rows, 1024)
     images = ray.data.read_parquet(images_uri, columns=["image_hash", "pixels"])
-    tensors = images.map_batches(_preprocess, fn_kwargs={"model_dir": model_dir, "store_size": size}, batch_size=batch, batch_format="numpy")
+    # Actors ask for half a CPU each (one torch thread): with whole CPUs, `workers` actors would
+    # hold every CPU of a `workers`-CPU Ray and the read tasks would wait for ever.
+    tensors = images.map_batches(_preprocess, fn_kwargs={"model_dir": model_dir, "store_size": size}, batch_size=batch,
+                                 batch_format="numpy", num_cpus=0.5)
     encoded = tensors.map_batches(_ImageEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch,
-                                  concurrency=workers, num_cpus=1, batch_format="numpy")
+                                  concurrency=workers, num_cpus=0.5, batch_format="numpy")
     image_vectors: dict[str, np.ndarray] = {}
     for out in encoded.iter_batches(batch_size=batch, batch_format="numpy"):
         image_vectors.update(zip(out["image_hash"].tolist(), out["vector"]))
     texts = ray.data.read_parquet(items_uri, columns=["item_id", "image_hash", *TEXT_FIELDS]).map_batches(
-        _TextEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch, concurrency=workers, num_cpus=1,
+        _TextEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch, concurrency=workers, num_cpus=0.5,
         batch_format="numpy")
 
     def text_batches() -> Iterator[tuple[list[str], list[str], np.ndarray]]:

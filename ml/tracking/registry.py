@@ -29,7 +29,19 @@ def register_folder(run: TrackedRun, folder: str | Path, artifact_path: str, mod
 
 
 def download_model(model_uri: str, tracking_uri: str, dst: str | Path) -> Path:
-    """`models:/name@alias` or `models:/name/version` -> a local folder."""
-    import mlflow
+    """`models:/name@alias` or `models:/name/version` -> a local folder, resolved with an explicit
+    client (mlflow's fluent download reads the process-wide registry URI instead)."""
+    from mlflow import MlflowClient
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=tracking_uri))
+    if not model_uri.startswith("models:/"):
+        raise ValueError(f"{model_uri!r}: expected models:/name@alias or models:/name/version")
+    name, _, ref = model_uri.removeprefix("models:/").partition("@")
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if ref:
+        version = client.get_model_version_by_alias(name, ref)
+    else:
+        name, _, number = name.partition("/")
+        version = client.get_model_version(name, number)
+    run_id, _, path = version.source.removeprefix("runs:/").partition("/")
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, path, str(dst)))
