@@ -1,6 +1,7 @@
 """`python -m benchmarks` (make bench): every benchmark, figures printed."""
 
-from benchmarks import ingest
+from benchmarks import embeddings, ingest
 
 if __name__ == "__main__":
     ingest.main()
+    embeddings.main()

@@ -65,8 +65,8 @@ def _rows(uri: str) -> int:
         return pq.ParquetFile(handle).metadata.num_rows
 
 
-class _ImageEncoder:
-    """Ray actor: one model load, then encode preprocessed batches."""
+class _Encoder:
+    """Ray actor: loads the model once, encodes mixed batches of image rows and text rows."""
 
     def __init__(self, model_dir: str):
         import torch
@@ -78,33 +78,29 @@ class _ImageEncoder:
         self.encoder.model.eval()
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
-        with torch.inference_mode():
-            vectors = self.encoder.model.encode_image(torch.from_numpy(np.stack(batch["tensor"])), normalize=True).numpy()
-        return {"image_hash": batch["image_hash"], "vector": list(vectors)}
-
-
-class _TextEncoder:
-    def __init__(self, model_dir: str):
-        import torch
-
-        from ml.embedding.factory import create_dual_encoder
-
-        torch.set_num_threads(1)
-        self.encoder = create_dual_encoder(f"local-dir:{model_dir}")
-
-    def __call__(self, batch: dict) -> dict:
-        texts = [item_text(t, d) for t, d in zip(batch["title"], batch["description"])]
-        return {"item_id": batch["item_id"], "image_hash": batch["image_hash"], "vector": list(self.encoder.encode_texts(texts))}
+        is_image = batch["kind"] == "image"
+        vectors = np.zeros((len(is_image), self.encoder.embed_dim), np.float32)
+        if is_image.any():
+            vectors[is_image] = self.encoder.encode_images(np.stack(list(batch["pixels"][is_image])))  # ragged when mixed
+        if (~is_image).any():
+            vectors[~is_image] = self.encoder.encode_texts(batch["text"][~is_image].tolist())
+        return {"kind": batch["kind"], "key": batch["key"], "image_hash": batch["image_hash"], "vector": vectors}
 
 
-def _preprocess(batch: dict, model_dir: str, store_size: int) -> dict:
-    """CPU stage of the Ray path: uint8 bytes -> normalised float tensors."""
-    from ml.embedding.factory import load_preprocess
-
+def _image_rows(batch: dict, model_dir: str, store_size: int) -> dict:
+    """CPU stage: stored bytes -> uint8 arrays at the model's input size (uint8 is a quarter
+    of float32 through the object store; actors normalise)."""
     pixels = np.stack([np.frombuffer(p, np.uint8).reshape(store_size, store_size, 3) for p in batch["pixels"]])
-    return {"image_hash": batch["image_hash"], "tensor": list(load_preprocess(model_dir).tensor(pixels).numpy())}
+    n = len(pixels)
+    return {"kind": np.full(n, "image"), "key": batch["image_hash"], "image_hash": batch["image_hash"],
+            "text": np.full(n, ""), "pixels": load_preprocess(model_dir).resize_uint8(pixels)}
+
+
+def _text_rows(batch: dict) -> dict:
+    n = len(batch["item_id"])
+    texts = [item_text(t, d) for t, d in zip(batch["title"], batch["description"])]
+    return {"kind": np.full(n, "text"), "key": batch["item_id"], "image_hash": batch["image_hash"],
+            "text": np.asarray(texts, dtype=object), "pixels": np.zeros((n, 1, 1, 3), np.uint8)}  # placeholder, 3 bytes
 
 
 def encode_catalog(model_dir: str, items_uri: str, images_uri: str, out_uri: str, compute: ComputeSettings,
@@ -162,34 +158,33 @@ def _encode_local(model_dir: str, items_uri: str, images_uri: str, batch_rows: i
 
 
 def _encode_ray(model_dir: str, items_uri: str, images_uri: str, compute: ComputeSettings, batch_rows: int):
+    """Ray Data: image rows and text rows prepared by CPU tasks, then one actor pool (one model
+    load per actor) encodes both, so the actors' start-up is paid once."""
     import ray
 
     from ml.compute.batch_map import ensure_ray
 
     ensure_ray(compute)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # same order as the local path
     workers = compute.resolved_workers()
     size = _store_size(images_uri)
     batch = min(batch_rows, 1024)
-    images = ray.data.read_parquet(images_uri, columns=["image_hash", "pixels"])
-    # Actors ask for half a CPU each (one torch thread): with whole CPUs, `workers` actors would
-    # hold every CPU of a `workers`-CPU Ray and the read tasks would wait for ever.
-    tensors = images.map_batches(_preprocess, fn_kwargs={"model_dir": model_dir, "store_size": size}, batch_size=batch,
-                                 batch_format="numpy", num_cpus=0.5)
-    encoded = tensors.map_batches(_ImageEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch,
-                                  concurrency=workers, num_cpus=0.5, batch_format="numpy")
+    blocks = 4 * workers  # enough blocks that every actor gets work
+    # Actors run one torch thread and ask for half a CPU, so the read and preparation tasks
+    # always find room (whole CPUs per actor deadlock a `workers`-CPU Ray).
+    images = ray.data.read_parquet(images_uri, columns=["image_hash", "pixels"]).repartition(blocks).map_batches(
+        _image_rows, fn_kwargs={"model_dir": model_dir, "store_size": size}, batch_size=batch, batch_format="numpy", num_cpus=0.5)
+    texts = ray.data.read_parquet(items_uri, columns=["item_id", "image_hash", *TEXT_FIELDS]).repartition(blocks).map_batches(
+        _text_rows, batch_size=batch, batch_format="numpy", num_cpus=0.5)
+    encoded = images.union(texts).map_batches(_Encoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch,
+                                              compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=0.5, batch_format="numpy")
     image_vectors: dict[str, np.ndarray] = {}
-    for out in encoded.iter_batches(batch_size=batch, batch_format="numpy"):
-        image_vectors.update(zip(out["image_hash"].tolist(), out["vector"]))
-    texts = ray.data.read_parquet(items_uri, columns=["item_id", "image_hash", *TEXT_FIELDS]).map_batches(
-        _TextEncoder, fn_constructor_kwargs={"model_dir": model_dir}, batch_size=batch, concurrency=workers, num_cpus=0.5,
-        batch_format="numpy")
-
-    def text_batches() -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-        for out in texts.iter_batches(batch_size=batch_rows, batch_format="numpy"):
-            yield out["item_id"].tolist(), out["image_hash"].tolist(), np.stack(out["vector"])
-
-    return image_vectors, text_batches()
+    text_results: list[tuple[list[str], list[str], np.ndarray]] = []
+    for out in encoded.iter_batches(batch_size=batch_rows, batch_format="numpy"):
+        is_image = out["kind"] == "image"
+        image_vectors.update(zip(out["key"][is_image].tolist(), np.asarray(out["vector"])[is_image]))
+        if (~is_image).any():
+            text_results.append((out["key"][~is_image].tolist(), out["image_hash"][~is_image].tolist(), np.asarray(out["vector"])[~is_image]))
+    return image_vectors, iter(text_results)
 
 
 def read_embeddings(uri: str) -> tuple[list[str], np.ndarray, np.ndarray]:

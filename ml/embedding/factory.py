@@ -58,6 +58,14 @@ class Preprocessor:
         return cls(int(size[0] if isinstance(size, (list, tuple)) else size),
                    tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD)))
 
+    def resize_uint8(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x 3 at the model's size (unchanged when it already is)."""
+        if pixels.shape[1:3] == (self.size, self.size):
+            return pixels
+        from PIL import Image
+
+        return np.stack([np.asarray(Image.fromarray(p).resize((self.size, self.size), Image.Resampling.BICUBIC)) for p in pixels])
+
     def tensor(self, pixels: np.ndarray):
         """uint8 N x H x W x 3 -> float N x 3 x S x S, resized if the store's size differs."""
         import torch
