@@ -15,7 +15,7 @@ from ml.attributes.assign import (
     teacher_entry_matrix,
     typed_softmax,
 )
-from ml.attributes.curation import CurationConfig, RuleJudge, curate_vocabulary
+from ml.attributes.curation import CurationConfig, curate_vocabulary
 from ml.attributes.evaluate import evaluate_attributes, find_ground_truth
 from ml.attributes.taxonomy import Taxonomy
 from ml.attributes.teachers import make_teacher
@@ -66,7 +66,7 @@ def attribute_vocabulary(context: AssetExecutionContext, teacher_attributes: Ass
         centroids[key] = c / max(np.linalg.norm(c), 1e-12)
     config = CurationConfig(min_items=attributes.min_items_for(len(item_ids)), grounded_types=tuple(attributes.grounded_types))
     vocabulary, decisions = curate_vocabulary(teacher, phrase_vectors, centroids, {t: list(e) for t, e in taxonomy.types.items()},
-                                              config, RuleJudge(config))
+                                              config, attributes.make_judge(config))
     base = storage.uri("attributes", context.partition_key)
     write_table(vocabulary, f"{base}/vocabulary.parquet")
     write_table(decisions, f"{base}/curation_decisions.parquet")

@@ -48,7 +48,7 @@ _EMBEDDING = {
 }
 _ATTRIBUTES = {
     "demo": {"teacher": "lexicon", "grounded_types": ["category", "color"]},
-    "production": {"teacher": "vlm", "grounded_types": ["category", "color", "material", "style"]},
+    "production": {"teacher": "vlm", "judge": "llm", "grounded_types": ["category", "color", "material", "style"]},
 }
 _INGEST = {
     "demo": IngestSettings(image_size=32, upscale_small=False, max_image_pixels=40_000_000),
@@ -76,7 +76,7 @@ def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> 
         ingest=_INGEST[name],
         compute=ComputeSettings(backend=backend, workers=int(env.get("SHOPWINDOW_WORKERS", "0")), ray_address=env.get("RAY_ADDRESS") or None),
         embedding={**_EMBEDDING[name], **({"max_minutes": float(env["SHOPWINDOW_TRAIN_MINUTES"])} if env.get("SHOPWINDOW_TRAIN_MINUTES") else {})},
-        attributes={**_ATTRIBUTES[name], **({"vlm_model": env["SHOPWINDOW_VLM_MODEL"]} if env.get("SHOPWINDOW_VLM_MODEL") else {})},
+        attributes={**_ATTRIBUTES[name], **{key: env[var] for key, var in (("vlm_model", "SHOPWINDOW_VLM_MODEL"), ("judge_model", "SHOPWINDOW_JUDGE_MODEL")) if env.get(var)}},
     )
 
 

@@ -99,6 +99,8 @@ class AttributesResource(ConfigurableResource):
     taxonomy: str = "fashion"  # built-in name or YAML path
     teacher: str = "lexicon"  # lexicon | vlm
     vlm_model: str | None = None
+    judge: str = "rules"  # rules | llm (curation's merge judge)
+    judge_model: str | None = None  # local folder of a transformers causal LM, for judge=llm
     min_items: int = 50  # a phrase needs this many items to enter the vocabulary ...
     min_share: float = 0.001  # ... or this share of the catalog, whichever is smaller (small catalogs)
     target_precision: float = 0.95
@@ -106,6 +108,19 @@ class AttributesResource(ConfigurableResource):
     min_recall_at_10: float = 0.97
     min_category_accuracy: float = 0.97
     min_color_accuracy: float = 0.95
+
+    def make_judge(self, config):
+        from ml.attributes.curation import RuleJudge
+
+        if self.judge == "rules":
+            return RuleJudge(config)
+        if self.judge == "llm":
+            if not self.judge_model:
+                raise ValueError("judge 'llm' needs judge_model: a local folder with a transformers causal LM")
+            from ml.attributes.llm_judge import LLMJudge
+
+            return LLMJudge(self.judge_model)
+        raise ValueError(f"judge {self.judge!r}: use 'rules' or 'llm'")
 
     def min_items_for(self, catalog_items: int) -> int:
         return min(self.min_items, max(3, round(self.min_share * catalog_items)))

@@ -28,3 +28,16 @@ def test_dagster_yaml_turns_telemetry_off(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     home = prepare_home(load_profile(env={"SHOPWINDOW_HOME": str(tmp_path)}))
     assert "enabled: false" in (home / "dagster.yaml").read_text()
+
+
+def test_production_profile_asks_for_model_folders_clearly(tmp_path):
+    from ml.attributes.curation import CurationConfig, RuleJudge
+    from orchestration.resources import AttributesResource
+
+    prod = load_profile(env={"SHOPWINDOW_HOME": str(tmp_path), "SHOPWINDOW_PROFILE": "production"})
+    assert prod.attributes["teacher"] == "vlm" and prod.attributes["judge"] == "llm"
+    resource = AttributesResource(**prod.attributes)
+    with pytest.raises(ValueError, match="judge_model"):
+        resource.make_judge(CurationConfig())
+    assert isinstance(AttributesResource().make_judge(CurationConfig()), RuleJudge)
+    assert AttributesResource().min_items_for(70_000) == 50 and AttributesResource().min_items_for(600) == 3

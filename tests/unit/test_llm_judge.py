@@ -1,0 +1,241 @@
+"""The LLM judge: its yes/no parser, and its plumbing on a tiny Llama built here from config,
+saved with save_pretrained and loaded back by path like a real checkpoint (nothing downloaded)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.attributes.curation import CurationConfig, MergeCandidate, RuleJudge, Verdict, curate_vocabulary
+from ml.attributes.llm_judge import LLMJudge, parse_yes_no
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}USER: {{ m['content'] }}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+TOKENIZER_CORPUS = [
+    "You curate the attribute vocabulary of an online shop. Do the phrases and name the same of a product, "
+    "so that they should be merged into one attribute value? Answer yes or no.",
+    "yes no Yes No USER: ASSISTANT: Answer:",
+    "red scarlet crimson blue navy green color material cotton wool style casual formal",
+]
+TRAIN_CANDIDATES = [
+    MergeCandidate("color", "red", "crimson", 0.9, None),
+    MergeCandidate("color", "navy", "blue", 0.85, 0.4),
+    MergeCandidate("material", "cotton", "wool", 0.8, None),
+    MergeCandidate("style", "casual", "formal", 0.7, None),
+]
+
+
+def build_tiny_llm(path: Path, chat_template: bool = True) -> Path:
+    """A randomly initialised one-layer Llama (hidden 32, byte-level BPE vocabulary of 300) with
+    its tokenizer, written by save_pretrained like a real checkpoint."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """A 32-wide model is all overhead: one thread avoids spin-waiting on a shared 2-core box."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory) -> Path:
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def yes_llm(tiny_llm, tmp_path_factory) -> Path:
+    """The tiny model trained for a few Adam steps to answer every question with "yes", saved
+    next to a copy of its tokenizer: a checkpoint that always approves."""
+    import torch
+
+    judge = LLMJudge(tiny_llm)
+    tokenizer, model = judge.tokenizer, judge.model
+    tokenizer.padding_side = "left"
+    answer = "yes" + tokenizer.eos_token
+    texts = [judge.input_text(c)[0] + answer for c in TRAIN_CANDIDATES]
+    batch = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+    answer_len = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+    targets = torch.full_like(batch["input_ids"], -100)
+    targets[:, -answer_len:] = batch["input_ids"][:, -answer_len:]  # left padding: the answer ends every row
+    torch.manual_seed(0)
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = model(**batch, labels=targets).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < 0.05
+    trained = tmp_path_factory.mktemp("yes-llama")
+    shutil.copytree(tiny_llm, trained, dirs_exist_ok=True)
+    model.eval().save_pretrained(trained)
+    return trained
+
+
+# --------------------------------------------------------------------------------------------
+# parse_yes_no
+
+PARSE_CASES = [
+    ("Yes", True),
+    ("yes.", True),
+    (" NO!", False),
+    ("no", False),
+    ("Answer: yes", True),
+    ("Sure! The answer is: YES", True),
+    ("Yes, they are the same", True),
+    ("No, a crimson dress is not a red one.", False),
+    ("\n\n  yes\n", True),
+    ("yes and no", None),
+    ("Yes. No.", None),
+    ("", None),
+    ("   ", None),
+    ("maybe", None),
+    ("yesterday nothing notably", None),  # the words must stand alone
+    ("none", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PARSE_CASES, ids=[repr(c[0]) for c in PARSE_CASES])
+def test_parse_yes_no(text, expected):
+    assert parse_yes_no(text) is expected
+
+
+def test_verdicts_from_answers_never_raise():
+    assert LLMJudge.verdict_from_answer(" Yes!") == Verdict(True, "yes (answer 'Yes!')")
+    assert LLMJudge.verdict_from_answer("no.") == Verdict(False, "no (answer 'no.')")
+    unclear = LLMJudge.verdict_from_answer("qz" * 100)
+    assert not unclear.approve and unclear.reason.startswith("unparseable answer 'qzqz") and len(unclear.reason) < 100
+    assert LLMJudge.verdict_from_answer(None) == Verdict(False, "unparseable answer 'None'")
+
+
+# --------------------------------------------------------------------------------------------
+# the judge on a tiny random model
+
+
+def test_prompt_names_the_type_and_both_phrases(tiny_llm):
+    judge = LLMJudge(tiny_llm)
+    prompt = judge.prompt(MergeCandidate("color", "red", "scarlet  red", 0.9, None))
+    assert '"red"' in prompt and '"scarlet red"' in prompt and "same color of a product" in prompt
+    assert prompt.endswith("Answer yes or no.")
+    text, templated = judge.input_text(MergeCandidate("color", "red", "scarlet", 0.9, None))
+    assert templated and text.startswith("USER: ") and text.endswith("ASSISTANT:")
+
+
+@pytest.mark.parametrize("chat_template", [True, False], ids=["chat-template", "plain-prompt"])
+def test_random_tiny_llm_decides_deterministically_and_asks_once(tmp_path, chat_template):
+    path = build_tiny_llm(tmp_path / "model", chat_template=chat_template)
+    judge = LLMJudge(str(path), max_new_tokens=6)
+    assert type(judge.model).__name__ == "LlamaForCausalLM" and judge.name == "llm"
+    text, templated = judge.input_text(TRAIN_CANDIDATES[0])
+    assert templated == chat_template and text.endswith("ASSISTANT:" if chat_template else "\nAnswer:")
+
+    calls: list[int] = []
+    generate = judge.model.generate
+
+    def counting_generate(**kwargs):
+        calls.append(kwargs["input_ids"].shape[1])
+        return generate(**kwargs)
+
+    judge.model.generate = counting_generate
+    candidate = MergeCandidate("color", "red", "scarlet", 0.91, None)
+    first = judge.decide(candidate)
+    assert isinstance(first, Verdict) and isinstance(first.approve, bool)
+    assert first.reason.startswith(("yes (answer ", "no (answer ", "unparseable answer "))
+    raw = judge.generate(candidate)  # the uncached answer is the one behind the verdict
+    assert first == LLMJudge.verdict_from_answer(raw)
+    if parse_yes_no(raw) is None:  # random weights: usually babble, kept in the reason
+        assert not first.approve and repr(" ".join(raw.split()))[:20] in first.reason
+    calls.clear()
+    assert judge.decide(candidate) == first and calls == []  # cached: asked once
+    judge.decide(MergeCandidate("color", "scarlet", "red", 0.91, None))
+    assert len(calls) == 1  # another pair (here: the other order) is asked
+
+
+# --------------------------------------------------------------------------------------------
+# a tiny model trained to say yes, end to end
+
+
+def test_a_tiny_llm_trained_to_say_yes_approves(yes_llm):
+    judge = LLMJudge(yes_llm)
+    assert judge.generate(TRAIN_CANDIDATES[0]).strip() == "yes"
+    for candidate in [*TRAIN_CANDIDATES, MergeCandidate("color", "green", "navy", 0.1, -0.5)]:  # the last is unseen
+        verdict = judge.decide(candidate)
+        assert verdict.approve and verdict.reason.startswith("yes"), verdict
+
+
+def test_curation_merges_with_the_llm_judge(yes_llm):
+    """red/scarlet are close in text but have no lexical or image evidence: the rules keep them
+    apart, the LLM judge (trained to approve) merges them; blue is never a candidate."""
+    rows = [(f"i{i}", "color", v, 0.9) for i, v in enumerate(["red"] * 4 + ["scarlet"] * 3 + ["blue"] * 3)]
+    teacher = pd.DataFrame(rows, columns=["item_id", "type", "value", "confidence"])
+    vectors = {("color", "red"): np.array([1.0, 0.0, 0.0]), ("color", "scarlet"): np.array([0.95, 0.1, 0.0]),
+               ("color", "blue"): np.array([0.0, 0.0, 1.0])}  # fmt: skip
+    config = CurationConfig(min_items=2)
+    taxonomy = {"color": ["red", "scarlet", "blue"]}
+
+    vocab, decisions = curate_vocabulary(teacher, vectors, {}, taxonomy, config, RuleJudge(config))
+    assert sorted(vocab["phrase"]) == ["blue", "red", "scarlet"] and decisions["action"].tolist() == ["keep apart"]
+
+    vocab, decisions = curate_vocabulary(teacher, vectors, {}, taxonomy, config, LLMJudge(yes_llm))
+    groups = {p: sorted(m) for p, m in zip(vocab["phrase"], vocab["members"])}
+    assert groups == {"red": ["red", "scarlet"], "blue": ["blue"]}
+    assert dict(zip(vocab["phrase"], vocab["items"])) == {"red": 7, "blue": 3}
+    assert decisions["action"].tolist() == ["merge"]
+    assert decisions["reason"].item().startswith("llm: yes")  # curation prefixes the judge's name
+
+
+# --------------------------------------------------------------------------------------------
+# bad model paths and settings
+
+
+def test_a_missing_model_folder_names_the_path(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(FileNotFoundError) as error:
+        LLMJudge(missing)
+    assert str(missing) in str(error.value)
+
+
+def test_a_folder_that_is_not_a_checkpoint_names_the_path(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="config.json") as error:
+        LLMJudge(tmp_path)
+    assert str(tmp_path) in str(error.value)
+    (tmp_path / "config.json").write_text('{"model_type": "not-a-model"}')
+    with pytest.raises(ValueError) as error:
+        LLMJudge(tmp_path)
+    assert str(tmp_path) in str(error.value)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        LLMJudge(tmp_path, max_new_tokens=0)
