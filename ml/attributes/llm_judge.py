@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.attributes.curation import MergeCandidate, Verdict
+from ml.attributes.hf_local import check_model_folder, load_local
 
 _YES_NO = re.compile(r"\b(yes|no)\b")
 _MAX_RAW_CHARS = 60
@@ -44,18 +45,8 @@ def _short(raw: str) -> str:
 
 
 def _check_model_folder(model_path: str | Path) -> Path:
-    path = Path(model_path).expanduser()
-    expected = "a local folder written by save_pretrained for a causal language model: config.json, the weights and the tokenizer files"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"LLM judge model folder {str(path)!r} does not exist; expected {expected}. Nothing is downloaded at run "
-            f"time: fetch the checkpoint first (e.g. `hf download <repo> --local-dir {path}`)."
-        )
-    if not path.is_dir():
-        raise ValueError(f"LLM judge model path {str(path)!r} is a file; expected {expected}.")
-    if not (path / "config.json").is_file():
-        raise ValueError(f"LLM judge model folder {str(path)!r} has no config.json; expected {expected}.")
-    return path
+    return check_model_folder(model_path, "LLM judge", "a local folder written by save_pretrained for a causal language model: "
+                              "config.json, the weights and the tokenizer files")
 
 
 class LLMJudge:
@@ -74,23 +65,11 @@ class LLMJudge:
         self._cache: dict[tuple[str, str, str], Verdict] = {}
 
     def _load(self) -> tuple[Any, Any]:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        dtype = torch.float32
-        if self.device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            dtype = torch.bfloat16
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(str(self.model_path), local_files_only=True, dtype=dtype)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(
-                f"could not load a causal language model from {str(self.model_path)!r} "
-                f"(AutoTokenizer + AutoModelForCausalLM, local files only): {error}"
-            ) from error
+        tokenizer, model = load_local(self.model_path, AutoTokenizer, AutoModelForCausalLM, self.device)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model.to(self.device).eval()
         return tokenizer, model
 
     # -- prompting ----------------------------------------------------------------------------

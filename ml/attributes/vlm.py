@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ml.attributes.hf_local import check_model_folder, load_local
+
 SOURCE = "vlm"
 MAX_VALUE_CHARS = 64
 MAX_DESCRIPTION_CHARS = 600
@@ -284,21 +286,8 @@ def _parse_attributes(raw: Any, types: dict[str, set[str] | None]) -> tuple[dict
 
 
 def _check_model_folder(model_path: str | Path) -> Path:
-    path = Path(model_path).expanduser()
-    expected = (
-        "a local folder written by save_pretrained for an image-text-to-text model: config.json, "
-        "the weights (*.safetensors) and the processor/tokenizer files"
-    )
-    if not path.exists():
-        raise FileNotFoundError(
-            f"VLM model folder {str(path)!r} does not exist; expected {expected}. Nothing is downloaded at run "
-            f"time: fetch the checkpoint first (e.g. `hf download <repo> --local-dir {path}`)."
-        )
-    if not path.is_dir():
-        raise VLMLoadError(f"VLM model path {str(path)!r} is a file; expected {expected}.")
-    if not (path / "config.json").is_file():
-        raise VLMLoadError(f"VLM model folder {str(path)!r} has no config.json; expected {expected}.")
-    return path
+    return check_model_folder(model_path, "VLM", "a local folder written by save_pretrained for an image-text-to-text model: "
+                              "config.json, the weights (*.safetensors) and the processor/tokenizer files", VLMLoadError)
 
 
 class VLMTeacher:
@@ -332,20 +321,9 @@ class VLMTeacher:
         self.processor, self.model = self._load()
 
     def _load(self) -> tuple[Any, Any]:
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        dtype = torch.float32
-        if self.device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            dtype = torch.bfloat16
-        try:
-            processor = AutoProcessor.from_pretrained(str(self.model_path), local_files_only=True)
-            model = AutoModelForImageTextToText.from_pretrained(str(self.model_path), local_files_only=True, dtype=dtype)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise VLMLoadError(
-                f"could not load an image-text-to-text model from {str(self.model_path)!r} "
-                f"(AutoProcessor + AutoModelForImageTextToText, local files only): {error}"
-            ) from error
+        processor, model = load_local(self.model_path, AutoProcessor, AutoModelForImageTextToText, self.device, VLMLoadError)
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None or not hasattr(processor, "image_processor"):
             raise VLMLoadError(
@@ -355,7 +333,6 @@ class VLMTeacher:
         tokenizer.padding_side = "left"  # decoder-only batched generation pads on the left
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model.to(self.device).eval()
         return processor, model
 
     # -- prompting ----------------------------------------------------------------------------
