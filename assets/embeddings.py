@@ -57,7 +57,7 @@ def dual_encoder(
     figures = {"steps": result.steps, "best_step": result.best_step, "stopped": result.stopped, "train_seconds": round(result.seconds, 1),
                "best_val_loss": result.best_val_loss, "resumed_from": result.resumed_from, "model_uri": model_uri,
                "registered_name": embedding.registered_name, "version": version, "run_id": run.run_id,
-               "logit_scale": float(encoder.model.logit_scale.exp())}
+               "logit_scale": float(encoder.model.logit_scale.detach().exp())}
     return Output(
         AssetManifest(uris={"model": str(model_dir), "curves": str(curve)}, figures=figures),
         metadata={**{k: v for k, v in figures.items() if k not in ("run_id",)}, "mlflow_run": MetadataValue.url(run.url),
