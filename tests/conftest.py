@@ -87,3 +87,14 @@ def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("SHOPWINDOW_WORKERS", "1")
     return home
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are all overhead: one thread avoids spin-waiting on a shared 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.tiny_models import byte_level_bpe
+
 from ml.attributes.curation import CurationConfig, MergeCandidate, RuleJudge, Verdict, curate_vocabulary
 from ml.attributes.llm_judge import LLMJudge, parse_yes_no
 
@@ -35,16 +37,9 @@ def build_tiny_llm(path: Path, chat_template: bool = True) -> Path:
     """A randomly initialised one-layer Llama (hidden 32, byte-level BPE vocabulary of 300) with
     its tokenizer, written by save_pretrained like a real checkpoint."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    bpe = byte_level_bpe(TOKENIZER_CORPUS, 300, ["<s>", "</s>", "<pad>"])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
@@ -59,14 +54,7 @@ def build_tiny_llm(path: Path, chat_template: bool = True) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """A 32-wide model is all overhead: one thread avoids spin-waiting on a shared 2-core box."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.tiny_models import byte_level_bpe
+
 from ml.attributes.vlm import TeacherLabel, VLMLoadError, VLMTeacher, parse_attributes
 
 TYPES = {"color": ["red", "blue", "green"], "material": ["cotton", "wool"], "style": None}
@@ -31,7 +33,6 @@ def build_tiny_vlm(path: Path, chat_template: bool = True) -> Path:
     """A randomly initialised LLaVA (CLIP vision tower 32 px / patch 8, one-layer Llama, byte-level
     BPE vocabulary of 400) with its processor, written by save_pretrained like a real checkpoint."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -42,13 +43,7 @@ def build_tiny_vlm(path: Path, chat_template: bool = True) -> Path:
         PreTrainedTokenizerFast,
     )
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<s>", "</s>", "<pad>", "<image>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    bpe = byte_level_bpe(TOKENIZER_CORPUS, 400, ["<s>", "</s>", "<pad>", "<image>"])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"}
     )
@@ -84,14 +79,7 @@ def random_images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.RandomState(seed).randint(0, 256, (n, 40, 50, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """A 32-wide model is all overhead: one thread avoids spin-waiting on a shared 2-core box."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
