@@ -42,11 +42,15 @@ def teacher_attributes(context: AssetExecutionContext, catalog_items: AssetManif
     labels, problems = teacher.label_items(items, pixels)
     out = storage.uri("attributes", context.partition_key, "teacher_labels.parquet")
     write_table(labels, out)
+    problems_uri = storage.uri("attributes", context.partition_key, "teacher_problems.parquet")  # unparsed answers, kept
+    problem_frame = pd.DataFrame(problems, columns=["item_id", "problem", "raw_output"])
+    write_table(problem_frame, problems_uri)
     per_type = labels.groupby("type")["item_id"].nunique().rename("items").reset_index()
     per_type["share_of_items"] = (per_type["items"] / max(1, len(items))).round(3)
     figures = {"labels": len(labels), "items_labelled": int(labels["item_id"].nunique()), "problems": len(problems), "teacher": teacher.name}
-    return Output(AssetManifest(uris={"labels": out}, figures=figures),
-                  metadata={**figures, "coverage_by_type": _md(per_type), "sample": _md(labels.head(20)), "path": out})
+    return Output(AssetManifest(uris={"labels": out, "problems": problems_uri}, figures=figures),
+                  metadata={**figures, "coverage_by_type": _md(per_type), "sample": _md(labels.head(20)),
+                            "problem_sample": _md(problem_frame.head(10)), "path": out})
 
 
 @asset(group_name="attributes", partitions_def=catalog_partitions, kinds={"parquet"})

@@ -8,71 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tiny_models import byte_level_bpe
+from tests.tiny_models import CHAT_TEMPLATE, build_tiny_vlm
 
 from ml.attributes.vlm import TeacherLabel, VLMLoadError, VLMTeacher, parse_attributes
 
 TYPES = {"color": ["red", "blue", "green"], "material": ["cotton", "wool"], "style": None}
 TITLES = ["Red Cotton Dress", "Blue Wool Coat", "Green Trousers"]
 DESCRIPTIONS = [None, "A warm   wool coat\nfor winter.", ""]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}USER: {% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<image>{{ '\\n' }}{% else %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-TOKENIZER_CORPUS = [
-    '{"color": "red", "material": "cotton", "style": null}',
-    "You label products in an online shop. Look at the product image and read its text. Title Description "
-    "Answer with one JSON object and nothing else. Its keys are: one of a short phrase. Use null for a key "
-    "that does not apply or cannot be seen. Example",
-    "red blue green cotton wool denim casual formal dress coat trousers USER: ASSISTANT:",
-]
-
-
-def build_tiny_vlm(path: Path, chat_template: bool = True) -> Path:
-    """A randomly initialised LLaVA (CLIP vision tower 32 px / patch 8, one-layer Llama, byte-level
-    BPE vocabulary of 400) with its processor, written by save_pretrained like a real checkpoint."""
-    import torch
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
-
-    bpe = byte_level_bpe(TOKENIZER_CORPUS, 400, ["<s>", "</s>", "<pad>", "<image>"])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"}
-    )
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",  # drops CLIP's CLS token ...
-        num_additional_image_tokens=1,  # ... which the processor must count: 16 patches -> 16 <image> tokens
-        chat_template=CHAT_TEMPLATE if chat_template else None,
-    )
-    torch.manual_seed(0)
-    vision = CLIPVisionConfig(
-        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
-    )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-1,
-    )  # fmt: skip
-    model = LlavaForConditionalGeneration(config).eval()
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 def random_images(n: int, seed: int = 0) -> np.ndarray:
