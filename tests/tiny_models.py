@@ -77,3 +77,21 @@ def build_tiny_vlm(path: Path, chat_template: bool = True) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def teach_answer(model, batch, answer_len: int, steps: int, lr: float = 1e-2) -> float:
+    """Train a tiny model for `steps` Adam steps to end every (left-padded) row of `batch` with its
+    last `answer_len` tokens; returns the final loss. A checkpoint that always gives one answer."""
+    import torch
+
+    targets = torch.full_like(batch["input_ids"], -100)
+    targets[:, -answer_len:] = batch["input_ids"][:, -answer_len:]  # left padding: the answer ends every row
+    torch.manual_seed(0)
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = model(**batch, labels=targets).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return loss.item()

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.tiny_models import byte_level_bpe
+from tests.tiny_models import byte_level_bpe, teach_answer
 
 from ml.attributes.curation import CurationConfig, MergeCandidate, RuleJudge, Verdict, curate_vocabulary
 from ml.attributes.llm_judge import LLMJudge, parse_yes_no
@@ -66,8 +66,6 @@ def tiny_llm(tmp_path_factory) -> Path:
 def yes_llm(tiny_llm, tmp_path_factory) -> Path:
     """The tiny model trained for a few Adam steps to answer every question with "yes", saved
     next to a copy of its tokenizer: a checkpoint that always approves."""
-    import torch
-
     judge = LLMJudge(tiny_llm)
     tokenizer, model = judge.tokenizer, judge.model
     tokenizer.padding_side = "left"
@@ -75,17 +73,7 @@ def yes_llm(tiny_llm, tmp_path_factory) -> Path:
     texts = [judge.input_text(c)[0] + answer for c in TRAIN_CANDIDATES]
     batch = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
     answer_len = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
-    targets = torch.full_like(batch["input_ids"], -100)
-    targets[:, -answer_len:] = batch["input_ids"][:, -answer_len:]  # left padding: the answer ends every row
-    torch.manual_seed(0)
-    model.train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        loss = model(**batch, labels=targets).loss
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    assert loss.item() < 0.05
+    assert teach_answer(model, batch, answer_len, steps=40) < 0.05
     trained = tmp_path_factory.mktemp("yes-llama")
     shutil.copytree(tiny_llm, trained, dirs_exist_ok=True)
     model.eval().save_pretrained(trained)

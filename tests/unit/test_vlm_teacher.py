@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tiny_models import CHAT_TEMPLATE, build_tiny_vlm
+from tests.tiny_models import build_tiny_vlm, teach_answer
 
 from ml.attributes.vlm import TeacherLabel, VLMLoadError, VLMTeacher, parse_attributes
 
@@ -135,7 +135,6 @@ def test_a_tiny_vlm_overfit_to_an_answer_is_labelled_end_to_end(tiny_vlm, tmp_pa
     back: real generation, prompt stripping, decoding, parsing and confidence, all together."""
     import shutil
 
-    import torch
     from PIL import Image
 
     teacher = VLMTeacher(tiny_vlm, TYPES, batch_size=4, max_new_tokens=32)
@@ -145,17 +144,7 @@ def test_a_tiny_vlm_overfit_to_an_answer_is_labelled_end_to_end(tiny_vlm, tmp_pa
     texts = [teacher.input_text(t, d) + answer + eos for t, d in zip(TITLES, DESCRIPTIONS)]
     batch = processor(images=[Image.fromarray(i) for i in random_images(3, seed=1)], text=texts, padding=True, return_tensors="pt")
     answer_len = len(processor.tokenizer(answer + eos, add_special_tokens=False)["input_ids"])
-    targets = torch.full_like(batch["input_ids"], -100)
-    targets[:, -answer_len:] = batch["input_ids"][:, -answer_len:]  # left padding: the answer ends every row
-    torch.manual_seed(0)
-    model.train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(80):
-        loss = model(**batch, labels=targets).loss
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    assert loss.item() < 0.05
+    assert teach_answer(model, batch, answer_len, steps=80) < 0.05
     trained = tmp_path / "trained"
     shutil.copytree(tiny_vlm, trained)
     model.save_pretrained(trained)
