@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from orchestration.profiles import load_profile, prepare_home
 

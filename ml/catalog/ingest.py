@@ -30,8 +30,9 @@ from ml.catalog.contract import (
     IngestSettings,
     QuarantineReason,
 )
-from ml.catalog.images import ImageContext, ImageResult, load_images
+from ml.catalog.images import ImageContext, load_images
 from ml.catalog.readers import PARSE_ERROR_COLUMN, iter_catalog_chunks
+from ml.catalog.store import iter_parquet, parquet_file_info
 from ml.compute import BatchMapper, LocalBatchMapper
 
 EXTRA_COLUMN = "extra_json"  # columns that first appear after the first chunk, as one JSON object
@@ -294,17 +295,9 @@ class _Ingestor:
 
 
 def iter_raw_chunks(raw_uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    fs, path = _fs(raw_uri)
-    with fs.open(path, "rb") as handle:
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            yield frame.astype({c: object for c in frame.columns if c != ROW_NUMBER_COLUMN})
-
-
-def raw_row_count(raw_uri: str) -> int:
-    fs, path = _fs(raw_uri)
-    with fs.open(path, "rb") as handle:
-        return pq.ParquetFile(handle).metadata.num_rows
+    for batch in iter_parquet(raw_uri, chunk_rows):
+        frame = batch.to_pandas()
+        yield frame.astype({c: object for c in frame.columns if c != ROW_NUMBER_COLUMN})
 
 
 def ingest_snapshot(
@@ -318,12 +311,10 @@ def ingest_snapshot(
     """Validate raw rows into `out_uri`/{items,images,quarantine}.parquet; never raises on a bad row."""
     start = time.perf_counter()
     mapper = mapper or LocalBatchMapper(workers=1)
-    fs, path = _fs(raw_uri)
-    with fs.open(path, "rb") as handle:
-        columns = pq.ParquetFile(handle).schema_arrow.names
-    ingestor = _Ingestor(out_uri, ImageContext(catalog_dir=catalog_dir, settings=settings), mapper, columns)
+    rows, schema = parquet_file_info(raw_uri)
+    ingestor = _Ingestor(out_uri, ImageContext(catalog_dir=catalog_dir, settings=settings), mapper, schema.names)
     try:
-        with tqdm(total=raw_row_count(raw_uri), unit="row", desc="ingest", disable=not progress, mininterval=2) as bar:
+        with tqdm(total=rows, unit="row", desc="ingest", disable=not progress, mininterval=2) as bar:
             for chunk in iter_raw_chunks(raw_uri, settings.chunk_rows):
                 ingestor.add(chunk)
                 bar.update(len(chunk))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 
@@ -14,15 +17,39 @@ def read_table(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
         return pq.read_table(handle, columns=columns).to_pandas()
 
 
+def parquet_file_info(uri: str) -> tuple[int, pa.Schema]:
+    """(row count, Arrow schema with its key-value metadata) without reading the data."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        return parquet.metadata.num_rows, parquet.schema_arrow
+
+
+def iter_parquet(uri: str, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def image_size(images_uri: str) -> int:
+    return int(parquet_file_info(images_uri)[1].metadata[b"image_size"])
+
+
+def pixels_from_column(column: pa.Array | pa.ChunkedArray, size: int) -> np.ndarray:
+    """A fixed-size binary column of HWC RGB bytes -> uint8 N x S x S x 3, without copying."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    per_image = size * size * 3
+    flat = np.frombuffer(column.buffers()[1], np.uint8, count=len(column) * per_image, offset=column.offset * per_image)
+    return flat.reshape(len(column), size, size, 3)
+
+
 def read_images(uri: str) -> tuple[list[str], np.ndarray]:
     """Return (image hashes, uint8 array N x S x S x 3) from an images.parquet."""
     fs, path = fsspec.core.url_to_fs(uri)
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle)
-    size = int(table.schema.metadata[b"image_size"])
-    pixels = table.column("pixels").combine_chunks()
-    buffer = np.frombuffer(pixels.buffers()[1], dtype=np.uint8, count=len(pixels) * size * size * 3, offset=pixels.offset * size * size * 3)
-    return table.column("image_hash").to_pylist(), buffer.reshape(len(pixels), size, size, 3)
+    pixels = pixels_from_column(table.column("pixels"), int(table.schema.metadata[b"image_size"]))
+    return table.column("image_hash").to_pylist(), pixels
 
 
 def item_pixels(image_hashes, images_uri: str) -> np.ndarray:

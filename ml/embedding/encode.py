@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ml.catalog.store import image_size, iter_parquet, parquet_file_info, pixels_from_column
 from ml.compute import ComputeSettings
 from ml.embedding.factory import load_preprocess
 
@@ -39,30 +40,6 @@ class EncodeStats:
     @property
     def items_per_s(self) -> float:
         return self.items / self.seconds if self.seconds else 0.0
-
-
-def _pixels(column: pa.Array, size: int) -> np.ndarray:
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    flat = np.frombuffer(column.buffers()[1], np.uint8, count=len(column) * size * size * 3, offset=column.offset * size * size * 3)
-    return flat.reshape(len(column), size, size, 3)
-
-
-def _iter_parquet(uri: str, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
-    fs, path = fsspec.core.url_to_fs(uri)
-    with fs.open(path, "rb") as handle:
-        yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
-
-
-def _store_size(images_uri: str) -> int:
-    fs, path = fsspec.core.url_to_fs(images_uri)
-    with fs.open(path, "rb") as handle:
-        return int(pq.ParquetFile(handle).schema_arrow.metadata[b"image_size"])
-
-
-def _rows(uri: str) -> int:
-    fs, path = fsspec.core.url_to_fs(uri)
-    with fs.open(path, "rb") as handle:
-        return pq.ParquetFile(handle).metadata.num_rows
 
 
 class _Encoder:
@@ -138,17 +115,17 @@ def _encode_local(model_dir: str, items_uri: str, images_uri: str, batch_rows: i
     from ml.embedding.factory import create_dual_encoder
 
     encoder = create_dual_encoder(f"local-dir:{model_dir}")
-    size = _store_size(images_uri)
+    size = image_size(images_uri)
     image_vectors: dict[str, np.ndarray] = {}
-    with tqdm(total=_rows(images_uri), desc="encode images", unit="img", disable=not progress, mininterval=2) as bar:
-        for batch in _iter_parquet(images_uri, ["image_hash", "pixels"], batch_rows):
-            vectors = encoder.encode_images(_pixels(batch.column("pixels"), size))
+    with tqdm(total=parquet_file_info(images_uri)[0], desc="encode images", unit="img", disable=not progress, mininterval=2) as bar:
+        for batch in iter_parquet(images_uri, batch_rows, ["image_hash", "pixels"]):
+            vectors = encoder.encode_images(pixels_from_column(batch.column("pixels"), size))
             image_vectors.update(zip(batch.column("image_hash").to_pylist(), vectors))
             bar.update(batch.num_rows)
 
     def texts() -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-        with tqdm(total=_rows(items_uri), desc="encode texts", unit="item", disable=not progress, mininterval=2) as bar:
-            for batch in _iter_parquet(items_uri, ["item_id", "image_hash", *TEXT_FIELDS], batch_rows):
+        with tqdm(total=parquet_file_info(items_uri)[0], desc="encode texts", unit="item", disable=not progress, mininterval=2) as bar:
+            for batch in iter_parquet(items_uri, batch_rows, ["item_id", "image_hash", *TEXT_FIELDS]):
                 cols = batch.to_pydict()
                 vectors = encoder.encode_texts([item_text(t, d) for t, d in zip(cols["title"], cols["description"])])
                 bar.update(batch.num_rows)
@@ -166,7 +143,7 @@ def _encode_ray(model_dir: str, items_uri: str, images_uri: str, compute: Comput
 
     ensure_ray(compute)
     workers = compute.resolved_workers()
-    size = _store_size(images_uri)
+    size = image_size(images_uri)
     batch = min(batch_rows, 1024)
     blocks = 4 * workers  # enough blocks that every actor gets work
     # Actors run one torch thread and ask for half a CPU, so the read and preparation tasks
