@@ -71,6 +71,8 @@ def attribute_vocabulary(context: AssetExecutionContext, teacher_attributes: Ass
     config = CurationConfig(min_items=attributes.min_items_for(len(item_ids)), grounded_types=tuple(attributes.grounded_types))
     vocabulary, decisions = curate_vocabulary(teacher, phrase_vectors, centroids, {t: list(e) for t, e in taxonomy.types.items()},
                                               config, attributes.make_judge(config))
+    # each entry's vector (mean of its members' text vectors) travels with it: scoring needs no model
+    vocabulary["vector"] = list(entry_vectors(vocabulary, lambda t, m: phrase_vectors[(t, m)]))
     base = storage.uri("attributes", context.partition_key)
     write_table(vocabulary, f"{base}/vocabulary.parquet")
     write_table(decisions, f"{base}/curation_decisions.parquet")
@@ -78,7 +80,7 @@ def attribute_vocabulary(context: AssetExecutionContext, teacher_attributes: Ass
     figures = {"phrases": len(vocabulary), "raw_phrases": len(keys), "merged": int(counts.get("merge", 0)),
                "kept_apart": int(counts.get("keep apart", 0)), "dropped": int(counts.get("drop", 0)),
                "per_type": vocabulary.groupby("type").size().to_dict()}
-    shown = vocabulary.assign(members=vocabulary["members"].map(", ".join))
+    shown = vocabulary.drop(columns="vector").assign(members=vocabulary["members"].map(", ".join))
     return Output(AssetManifest(uris={"vocabulary": f"{base}/vocabulary.parquet", "decisions": f"{base}/curation_decisions.parquet"}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if k != "per_type"}, "per_type": MetadataValue.json(figures["per_type"]),
                             "vocabulary": _md(shown), "decisions": _md(decisions, 80)})
@@ -100,10 +102,7 @@ def item_attributes(context: AssetExecutionContext, catalog_snapshot: AssetManif
     vocabulary["members"] = vocabulary["members"].map(list)
     teacher = read_table(teacher_attributes.uris["labels"])
     item_ids, image, text = read_embeddings(item_embeddings.uris["embeddings"])
-    encoder = create_dual_encoder(f"local-dir:{dual_encoder.uris['model']}")
-    members = sorted({(t, m) for t, ms in zip(vocabulary["type"], vocabulary["members"]) for m in ms})
-    vectors = dict(zip(members, encoder.encode_texts([m for _, m in members])))
-    entries = entry_vectors(vocabulary, lambda t, m: vectors[(t, m)])
+    entries = np.stack(vocabulary["vector"].to_numpy()).astype(np.float32)
     types = vocabulary["type"].to_numpy()
     probs = typed_softmax(fused_vectors(image, text), entries, types, dual_encoder.figures["logit_scale"])
     taught = teacher_entry_matrix(teacher, vocabulary, item_ids)
