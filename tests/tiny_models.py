@@ -95,3 +95,24 @@ def teach_answer(model, batch, answer_len: int, steps: int, lr: float = 1e-2) ->
         loss.backward()
         optimiser.step()
     return loss.item()
+
+
+def build_tiny_llm(path: Path, corpus: list[str], chat_template: str | None = None) -> Path:
+    """A randomly initialised one-layer Llama (hidden 32, byte-level BPE vocabulary of 300) with
+    its tokenizer, written by save_pretrained like a real checkpoint."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = byte_level_bpe(corpus, 300, ["<s>", "</s>", "<pad>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

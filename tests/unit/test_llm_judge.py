@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.tiny_models import byte_level_bpe, teach_answer
+from tests.tiny_models import build_tiny_llm, teach_answer
 
 from ml.attributes.curation import CurationConfig, MergeCandidate, RuleJudge, Verdict, curate_vocabulary
 from ml.attributes.llm_judge import LLMJudge, parse_yes_no
@@ -33,33 +33,12 @@ TRAIN_CANDIDATES = [
 ]
 
 
-def build_tiny_llm(path: Path, chat_template: bool = True) -> Path:
-    """A randomly initialised one-layer Llama (hidden 32, byte-level BPE vocabulary of 300) with
-    its tokenizer, written by save_pretrained like a real checkpoint."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    bpe = byte_level_bpe(TOKENIZER_CORPUS, 300, ["<s>", "</s>", "<pad>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    if chat_template:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    LlamaForCausalLM(config).eval().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory) -> Path:
-    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llama"))
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llama"), TOKENIZER_CORPUS, CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +111,7 @@ def test_prompt_names_the_type_and_both_phrases(tiny_llm):
 
 @pytest.mark.parametrize("chat_template", [True, False], ids=["chat-template", "plain-prompt"])
 def test_random_tiny_llm_decides_deterministically_and_asks_once(tmp_path, chat_template):
-    path = build_tiny_llm(tmp_path / "model", chat_template=chat_template)
+    path = build_tiny_llm(tmp_path / "model", TOKENIZER_CORPUS, CHAT_TEMPLATE if chat_template else None)
     judge = LLMJudge(str(path), max_new_tokens=6)
     assert type(judge.model).__name__ == "LlamaForCausalLM" and judge.name == "llm"
     text, templated = judge.input_text(TRAIN_CANDIDATES[0])
