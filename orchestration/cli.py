@@ -86,6 +86,8 @@ def cmd_demo(args) -> int:
     summary = update_summary(profile.summary_path, {"demo": {"profile": profile.name, "catalog_build_seconds": round(build_seconds, 1),
                                                             "total_seconds": round(time.perf_counter() - started, 1)}})
     print(f"\nsummary: {profile.summary_path}\n{json.dumps(summary, indent=2)}")
+    if summary.get("collections", {}).get("gallery"):
+        print(f"\nCollections gallery (open in a browser): file://{summary['collections']['gallery']}")
     print("\nOpen the UIs:\n  make ui         Dagster  http://127.0.0.1:3000  (assets, checks, runs, sensors)\n"
           "  make mlflow-ui  MLflow   http://127.0.0.1:5000  (experiment shopwindow-demo)")
     return status

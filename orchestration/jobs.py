@@ -1,4 +1,4 @@
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, RunRequest, ScheduleEvaluationContext, SkipReason, define_asset_job, schedule
 
 from assets.partitions import catalog_partitions
 
@@ -11,7 +11,24 @@ catalog_job = define_asset_job(
 
 pipeline_job = define_asset_job(
     "pipeline_job",
-    selection=AssetSelection.groups("catalog", "embeddings", "attributes"),
+    selection=AssetSelection.groups("catalog", "embeddings", "attributes", "collections"),
     partitions_def=catalog_partitions,
-    description="The main job: one catalog snapshot through ingestion, embeddings and attributes.",
+    description="The main job: one catalog snapshot through ingestion, embeddings, attributes and collections.",
 )
+
+collections_job = define_asset_job(
+    "collections_job",
+    selection=AssetSelection.groups("collections"),
+    partitions_def=catalog_partitions,
+    description="Refresh search demand, topics, landing pages, the baseline and the report for one snapshot.",
+)
+
+
+@schedule(job=collections_job, cron_schedule="0 3 * * *", execution_timezone="UTC",
+          description="Nightly: rebuild the collections of the newest catalog snapshot (the query log may have grown).")
+def nightly_collections_schedule(context: ScheduleEvaluationContext):
+    keys = catalog_partitions.get_partition_keys(dynamic_partitions_store=context.instance)
+    if not keys:
+        return SkipReason("no catalog snapshot yet: drop a catalog into the inbox or run `shopwindow demo`")
+    newest = keys[-1]  # dynamic partitions keep the order they were added in
+    return RunRequest(run_key=f"{newest}-{context.scheduled_execution_time:%Y-%m-%d}", partition_key=newest)

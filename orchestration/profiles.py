@@ -27,6 +27,7 @@ class Profile(BaseModel):
     compute: ComputeSettings
     embedding: dict = {}
     attributes: dict = {}
+    collections: dict = {}
 
     @property
     def dagster_home(self) -> Path:
@@ -49,6 +50,10 @@ _EMBEDDING = {
 _ATTRIBUTES = {
     "demo": {"teacher": "lexicon", "grounded_types": ["category", "color"]},
     "production": {"teacher": "vlm", "judge": "llm", "grounded_types": ["category", "color", "material", "style"]},
+}
+_COLLECTIONS = {
+    "demo": {},
+    "production": {"titler": "rules", "min_support": 50, "min_feed_size": 50, "max_feed_items": 1000},
 }
 _INGEST = {
     "demo": IngestSettings(image_size=32, upscale_small=False, max_image_pixels=40_000_000),
@@ -76,6 +81,8 @@ def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> 
         ingest=_INGEST[name],
         compute=ComputeSettings(backend=backend, workers=int(env.get("SHOPWINDOW_WORKERS", "0")), ray_address=env.get("RAY_ADDRESS") or None),
         embedding={**_EMBEDDING[name], **({"max_minutes": float(env["SHOPWINDOW_TRAIN_MINUTES"])} if env.get("SHOPWINDOW_TRAIN_MINUTES") else {})},
+        collections={**_COLLECTIONS[name], **({"search_log": env["SHOPWINDOW_SEARCH_LOG"]} if env.get("SHOPWINDOW_SEARCH_LOG") else {}),
+                     **({"titler": "llm", "titler_model": env["SHOPWINDOW_TITLER_MODEL"]} if env.get("SHOPWINDOW_TITLER_MODEL") else {})},
         attributes={**_ATTRIBUTES[name], **{key: env[var] for key, var in (("vlm_model", "SHOPWINDOW_VLM_MODEL"), ("judge_model", "SHOPWINDOW_JUDGE_MODEL")) if env.get(var)}},
     )
 

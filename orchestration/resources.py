@@ -126,6 +126,33 @@ class AttributesResource(ConfigurableResource):
         return min(self.min_items, max(3, round(self.min_share * catalog_items)))
 
 
+class CollectionsResource(ConfigurableResource):
+    """Topics, feeds, the shared quality bar, the baseline, and the targets the checks hold.
+    Fields left at None take `ml.collections.config.CollectionConfig`'s defaults."""
+
+    search_log: str | None = None  # CSV/Parquet query log; default: search_demand.csv/.parquet beside the catalog
+    titler: str = "rules"  # rules | llm
+    titler_model: str | None = None  # local folder of a transformers causal LM, for titler=llm
+    clusters: bool = True
+    log_sizes: list[int] = [10_000, 100_000, 1_000_000]  # the report's sweep over query-log sizes
+    min_support: int | None = None
+    min_feed_size: int | None = None
+    min_predicted_precision: float | None = None
+    min_query_count: int | None = None
+    max_feed_items: int | None = None
+    baseline_precision: str | None = None  # lexical | attributes
+    min_coverage_ratio: float = 4.0
+    min_precision_at_10: float = 0.96
+    min_precision_margin: float = 0.10
+    min_item_coverage: float = 0.9
+
+    def config(self):
+        from ml.collections.config import CollectionConfig
+
+        fields = ("min_support", "min_feed_size", "min_predicted_precision", "min_query_count", "max_feed_items", "baseline_precision")
+        return CollectionConfig(**{f: getattr(self, f) for f in fields if getattr(self, f) is not None})
+
+
 def resources_for(profile: Profile) -> dict[str, Any]:
     from orchestration.io_managers import ManifestIOManager
 
@@ -141,5 +168,6 @@ def resources_for(profile: Profile) -> dict[str, Any]:
         "catalog_settings": CatalogSettingsResource(**ingest),
         "embedding": EmbeddingResource(**profile.embedding),
         "attributes": AttributesResource(**profile.attributes),
+        "collections": CollectionsResource(**profile.collections),
         "io_manager": ManifestIOManager(base_uri=f"{profile.data_root.rstrip('/')}/manifests"),
     }

@@ -56,6 +56,30 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
         assert 0 <= summary["attributes"][key] <= 1  # measured; 600 items are too few to meet the targets
     assert summary["attributes"]["category_accuracy"] > 0.9  # the teacher reads the category in every title
     assert "make ui" in proc.stdout and "summary.json" in proc.stdout
+    collections = summary["collections"]
+    for key in ("pages", "baseline_pages", "topic_coverage_ratio", "precision_at_10", "baseline_precision_at_10", "item_coverage"):
+        assert key in collections, key
+    assert collections["pages"] > 0 and 0 < collections["precision_at_10"] <= 1 and 0 < collections["item_coverage"] <= 1
+    gallery = Path(collections["gallery"])
+    assert f"file://{gallery}" in proc.stdout
+    index = gallery.read_text()
+    assert "baseline.html" in index and index.count('href="pages/') == collections["pages"]
+    first_page = gallery.parent / "pages" / index.split('href="pages/')[1].split('"')[0]
+    assert first_page.exists() and first_page.resolve().is_relative_to(gallery.parent.resolve())
+    thumbnails = [src.split('"')[0] for src in first_page.read_text().split('src="')[1:]]
+    assert thumbnails and all((first_page.parent / t).exists() for t in thumbnails)
+
+    # the nightly schedule asks for the newest snapshot's collections
+    env = {"SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    code = ("import datetime\nfrom dagster import DagsterInstance, build_schedule_context\n"
+            "from orchestration.definitions import defs\n"
+            "schedule = defs.resolve_schedule_def('nightly_collections_schedule')\n"
+            "with DagsterInstance.get() as instance:\n"
+            "    request = schedule.evaluate_tick(build_schedule_context(instance=instance, repository_def=defs.get_repository_def(), scheduled_execution_time=datetime.datetime(2026, 11, 26, 3, tzinfo=datetime.timezone.utc))).run_requests[0]\n"
+            "    print(schedule.job_name, request.partition_key)")
+    tick = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    assert tick.returncode == 0, tick.stderr[-2000:]
+    assert tick.stdout.split() == ["collections_job", summary["catalog"]["snapshot"]]
 
 
 def test_registered_dual_encoder_loads_back_by_alias(tmp_path):

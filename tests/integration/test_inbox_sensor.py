@@ -55,3 +55,11 @@ def test_dropped_file_runs_once_and_bad_files_do_not_stop_the_sensor(state_home,
         result = defs.resolve_job_def("catalog_job").execute_in_process(instance=instance, partition_key=request.partition_key)
         assert result.success
         assert result.output_for_node("catalog_ingestion", "catalog_items").figures["items"] == 4
+
+
+def test_a_dropped_catalog_flows_through_to_landing_pages(state_home):
+    """The sensor's job runs the whole chain, collections included (the demo runs the same job)."""
+    defs = build_definitions(load_profile())
+    job = defs.resolve_job_def(catalog_inbox_sensor.job_name)
+    selected = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+    assert {"catalog_items", "item_attributes", "landing_pages", "search_log_baseline", "collection_report"} <= selected
