@@ -1,7 +1,8 @@
 """`python -m benchmarks` (make bench): every benchmark, figures printed."""
 
-from benchmarks import embeddings, ingest
+from benchmarks import collections, embeddings, ingest
 
 if __name__ == "__main__":
     ingest.main()
     embeddings.main()
+    collections.main()
