@@ -29,3 +29,43 @@ def plot_history(history: list[dict], path: str | Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_image_grid(images, labels: list[str], path: str | Path, title: str, columns: int = 8) -> Path:
+    """uint8 N x H x W x 3 images in a grid, each with its label (prompt) underneath."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, label in zip(axes.ravel(), images, labels):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(label, fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
+    """Per-reward curves, and the PPO ratio / clip-fraction statistics, against iteration."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (rewards, ppo) = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps = [h["iteration"] for h in history]
+    for key in ["reward"] + sorted(k for k in (history[0] if history else {}) if k.startswith("reward.")):
+        rewards.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=key)
+    rewards.set(title="mean reward per iteration (training samples)", xlabel="iteration")
+    rewards.legend(fontsize=7)
+    for key in ("clipfrac", "approx_kl"):
+        ppo.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=key)
+    ppo.plot(steps, [abs(h.get("ratio", 1.0) - 1) for h in history], marker=".", label="|mean ratio - 1|")
+    ppo.set(title="PPO statistics", xlabel="iteration", yscale="symlog")
+    ppo.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,41 @@
+"""RL prompts from the pipeline's own outputs: collection pages (their colour + category, the
+phrasing the generator was trained on), a fairness suite (each category with no colour, where
+the colour should come out uniform) and composition pairs (two objects in one prompt). Titles
+and composition pairs are split train/eval by a hash of the prompt; the fairness suite is in
+both (split "both"): parity is trained on those prompts and evaluated on them with other seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+
+def _attribute(labels, attr_type: str) -> str | None:
+    return next((x.split(":", 1)[1] for x in labels if x.startswith(f"{attr_type}:")), None)
+
+
+def build_prompts(pages: pd.DataFrame, split: Callable[[str, float], str], eval_share: float = 0.25, composition_pairs: int = 20) -> pd.DataFrame:
+    """`pages`: published pages with `attributes` ("type:phrase" lists) and `title`."""
+    rows = {}
+    for labels, title in zip(pages["attributes"], pages["title"]):
+        color, category = _attribute(labels, "color"), _attribute(labels, "category")
+        if color and category:
+            prompt = f"a {color} {category}"
+            rows.setdefault(prompt, {"prompt": prompt, "suite": "titles", "names_color": True, "color": color, "category": category,
+                                     "objects": [category], "title": title})
+    categories = sorted({c for labels in pages["attributes"] if (c := _attribute(labels, "category"))})
+    for category in categories:
+        prompt = f"a {category}"
+        rows[prompt] = {"prompt": prompt, "suite": "fairness", "names_color": False, "color": None, "category": category,
+                        "objects": [category], "title": None}
+    titled = [r for r in rows.values() if r["suite"] == "titles"]
+    pairs = [(a, b) for i, a in enumerate(titled) for b in titled[i + 1:] if a["category"] != b["category"]]
+    for a, b in pairs[:: max(1, len(pairs) // composition_pairs)][:composition_pairs]:  # spread over the list, not its head
+        prompt = f"{a['prompt']} and {b['prompt']}"
+        rows[prompt] = {"prompt": prompt, "suite": "composition", "names_color": True, "color": None, "category": None,
+                        "objects": [a["category"], b["category"]], "title": None}
+    frame = pd.DataFrame(list(rows.values()))
+    # the fairness suite (one prompt per category) is trained on and evaluated on, with unseen fixed seeds
+    frame["split"] = ["both" if suite == "fairness" else split(p, eval_share) for p, suite in zip(frame["prompt"], frame["suite"])]
+    return frame.sort_values(["suite", "prompt"], ignore_index=True)

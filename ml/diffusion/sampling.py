@@ -1,0 +1,72 @@
+"""Sampling with trajectories: prompts -> images, keeping every latent and each step's
+log-probability (what the RL trainer learns from). Classifier-free guidance as in sampling for
+users; fixed seeds give the same images for the same prompts (evaluation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pydantic import BaseModel
+
+from ml.diffusion.ddim import ddim_step_with_logprob
+
+
+class SamplingConfig(BaseModel):
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0
+    eta: float = 1.0
+
+
+@dataclass
+class Trajectories:
+    prompt_embeds: torch.Tensor  # B x L x D
+    latents: torch.Tensor  # B x (T + 1) x C x H x W: x_T ... x_0
+    log_probs: torch.Tensor  # B x T
+    timesteps: torch.Tensor  # T
+    images: torch.Tensor  # B x 3 x H x W in [0, 1]
+
+
+@torch.no_grad()
+def encode_prompts(pipe, prompts: list[str]) -> torch.Tensor:
+    tokens = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt")
+    return pipe.text_encoder(tokens.input_ids.to(pipe.device))[0]
+
+
+def guided_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, negative: torch.Tensor, guidance: float) -> torch.Tensor:
+    """The UNet's noise prediction with classifier-free guidance (one batched call)."""
+    if guidance == 1.0:
+        return unet(latents, t, encoder_hidden_states=embeds).sample
+    both = unet(torch.cat([latents, latents]), torch.cat([t, t]) if t.ndim else t, encoder_hidden_states=torch.cat([negative, embeds])).sample
+    uncond, cond = both.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
+    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    return (images / 2 + 0.5).clamp(0, 1)
+
+
+@torch.no_grad()
+def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, config: SamplingConfig,
+                        generator: torch.Generator | None = None, unet=None) -> Trajectories:
+    unet = unet or pipe.unet
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(config.num_inference_steps, device=pipe.device)
+    b = prompt_embeds.shape[0]
+    channels, size = unet.config.in_channels, unet.config.sample_size
+    latents = torch.randn((b, channels, size, size), generator=generator, device=pipe.device, dtype=prompt_embeds.dtype)
+    negative = negative_embeds.expand(b, -1, -1) if negative_embeds.shape[0] == 1 else negative_embeds
+    all_latents, log_probs = [latents], []
+    for t in scheduler.timesteps:
+        noise = guided_noise(unet, latents, t, prompt_embeds, negative, config.guidance_scale)
+        latents, log_prob = ddim_step_with_logprob(scheduler, noise, t, latents, config.num_inference_steps, config.eta, generator=generator)
+        all_latents.append(latents)
+        log_probs.append(log_prob)
+    return Trajectories(prompt_embeds, torch.stack(all_latents, 1), torch.stack(log_probs, 1), scheduler.timesteps.clone(), decode(pipe, latents))
+
+
+def images_to_uint8(images: torch.Tensor):
+    """B x 3 x H x W in [0, 1] -> numpy uint8 B x H x W x 3."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,347 @@
+"""The RL trainer (DDPO-style policy gradient over the DDIM chain, as in large-scale RL for
+diffusion): sample trajectories, score them with several rewards, normalise advantages over
+the batch or per prompt, and take PPO-clip steps on a random subset of each trajectory's
+timesteps. LoRA (peft) or full fine-tuning; optional diffusion-loss regulariser on real
+images and KL to the base; accelerate for multi-GPU; checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from ml.diffusion.ddim import ddim_step_with_logprob
+from ml.diffusion.sampling import SamplingConfig, encode_prompts, guided_noise, sample_trajectories
+from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
+from ml.rewards.base import MultiReward
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+class RLConfig(BaseModel):
+    iterations: int = Field(40, ge=1)
+    prompts_per_iteration: int = Field(4, ge=1)
+    samples_per_prompt: int = Field(8, ge=1, description="same prompt, different seeds: per-prompt statistics and parity need groups")
+    sampling: SamplingConfig = SamplingConfig()
+    train_timesteps: int = Field(5, ge=1, description="random timesteps per trajectory trained on (the paper's variant)")
+    clip_range: float = Field(1e-4, gt=0)
+    advantage: Literal["batch", "per_prompt"] = "batch"
+    advantage_clip: float = 10.0
+    stat_buffer: int = 32
+    stat_min_count: int = 8
+    inner_epochs: int = Field(1, ge=1)
+    minibatch_size: int = Field(8, ge=1)
+    gradient_accumulation: int = Field(1, ge=1, description="minibatches per optimizer step")
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0
+    finetune: Literal["lora", "full"] = "lora"
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    pretrain_weight: float = Field(0.0, ge=0, description="diffusion loss on real images (the paper's pretraining term)")
+    kl_weight: float = Field(0.0, ge=0, description="KL of each trained step to the base model's step")
+    checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
+    max_minutes: float = 60.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.prompts_per_iteration * self.samples_per_prompt
+
+
+def ppo_clip_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_range: float) -> torch.Tensor:
+    """Per-sample PPO-clip surrogate (to minimise): once the ratio has moved past the clip range
+    in the advantage's direction, the sample stops contributing gradient."""
+    return torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range))
+
+
+@dataclass
+class PretrainData:
+    """Real images as VAE latents (already scaled) with their captions, for the regulariser."""
+
+    latents: torch.Tensor
+    prompts: list[str]
+
+
+class RLTrainer:
+    def __init__(self, pipe, reward: MultiReward, prompts: list[str], metadata: list[dict], config: RLConfig,
+                 output_dir: str | Path | None = None, pretrain: PretrainData | None = None, accelerator=None,
+                 prompt_weights: list[float] | None = None):
+        """`prompt_weights`: how often each prompt is drawn (default uniform); e.g. to give a small
+        fairness suite as many draws as a large fidelity suite."""
+        from accelerate import Accelerator
+
+        if len(prompts) != len(metadata) or not prompts:
+            raise ValueError("RLTrainer needs one metadata dict per prompt, and at least one prompt")
+        self.pipe, self.reward, self.config = pipe, reward, config
+        self.prompts, self.metadata = list(prompts), list(metadata)
+        weights = np.ones(len(prompts)) if prompt_weights is None else np.asarray(prompt_weights, np.float64)
+        if weights.shape != (len(prompts),) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError("prompt_weights needs one non-negative weight per prompt, not all zero")
+        self.prompt_p = weights / weights.sum()
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.pretrain = pretrain
+        self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision if torch.cuda.is_available() else "no",
+                                                      cpu=not torch.cuda.is_available())
+        self.iteration = 0
+        self.history: list[dict] = []
+        self.rng = np.random.default_rng([config.seed, self.accelerator.process_index])
+        self.generator = torch.Generator(device=pipe.device).manual_seed(config.seed * 1000 + self.accelerator.process_index)
+        self.tracker = PerPromptStatTracker(config.stat_buffer, config.stat_min_count)
+        self._prepare_model()
+        with torch.no_grad():
+            self.negative = encode_prompts(pipe, [""])
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _prepare_model(self) -> None:
+        pipe, config = self.pipe, self.config
+        for module in (pipe.vae, pipe.text_encoder):
+            module.requires_grad_(False)
+            module.eval()
+        unet = pipe.unet
+        unet.requires_grad_(False)
+        if config.finetune == "lora":
+            from peft import LoraConfig
+
+            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            for name, param in unet.named_parameters():
+                param.requires_grad_("lora_" in name)
+        else:
+            unet.requires_grad_(True)
+            if config.kl_weight > 0:  # a frozen copy of the base for the KL term
+                import copy
+
+                self.base_unet = copy.deepcopy(unet).requires_grad_(False).eval()
+        if config.gradient_checkpointing and torch.cuda.is_available():
+            unet.enable_gradient_checkpointing()
+        self.trainable = [p for p in unet.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        self.unet, self.optimizer, self.scheduler = self.accelerator.prepare(unet, optimizer, scheduler)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        unet = self.accelerator.unwrap_model(self.unet)
+        return {name: p.detach().cpu().clone() for name, p in unet.named_parameters() if p.requires_grad}
+
+    # -- one iteration ------------------------------------------------------------------------
+
+    def _choose_prompts(self) -> tuple[list[str], list[dict]]:
+        n_nonzero = int((self.prompt_p > 0).sum())
+        chosen = self.rng.choice(len(self.prompts), self.config.prompts_per_iteration, replace=n_nonzero < self.config.prompts_per_iteration, p=self.prompt_p)
+        rows = np.repeat(chosen, self.config.samples_per_prompt)
+        return [self.prompts[i] for i in rows], [self.metadata[i] for i in rows]
+
+    def _advantages(self, prompts: list[str], rewards: np.ndarray) -> np.ndarray:
+        everything = self.accelerator.gather(torch.as_tensor(rewards, device=self.accelerator.device)).cpu().numpy()
+        if self.config.advantage == "batch":  # over the whole (all-process) batch
+            normalised = batch_advantages(everything, self.config.advantage_clip)
+            start = self.accelerator.process_index * len(rewards)
+            return normalised[start:start + len(rewards)]
+        return self.tracker.advantages(prompts, rewards, self.config.advantage_clip)
+
+    def _policy_step(self, trajectories, rows: torch.Tensor, steps: torch.Tensor):
+        """Current policy's log-prob (and mean, std) of the stored step for each (row, step)."""
+        config = self.config.sampling
+        latents = trajectories.latents[rows, steps]
+        next_latents = trajectories.latents[rows, steps + 1]
+        t = trajectories.timesteps[steps]
+        noise = guided_noise(self.unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+        _, log_prob, mean, std = ddim_step_with_logprob(self.pipe.scheduler, noise, t, latents, config.num_inference_steps, config.eta,
+                                                        prev_sample=next_latents, return_mean=True)
+        return log_prob, mean, std, latents, t, rows
+
+    def _kl_to_base(self, trajectories, latents, t, rows, mean, std) -> torch.Tensor:
+        config = self.config.sampling
+        with torch.no_grad():
+            if self.config.finetune == "lora":
+                unet = self.accelerator.unwrap_model(self.unet)
+                unet.disable_adapters()
+                base_noise = guided_noise(unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+                unet.enable_adapters()
+            else:
+                base_noise = guided_noise(self.base_unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+            _, _, base_mean, _ = ddim_step_with_logprob(self.pipe.scheduler, base_noise, t, latents, config.num_inference_steps, config.eta,
+                                                        prev_sample=latents, return_mean=True)
+        return (((mean - base_mean) ** 2) / (2 * std**2)).mean()
+
+    def _pretrain_loss(self) -> torch.Tensor:
+        data = self.pretrain
+        rows = torch.as_tensor(self.rng.choice(len(data.latents), self.config.minibatch_size, replace=False))
+        latents = data.latents[rows].to(self.accelerator.device)
+        noise = torch.randn(latents.shape, generator=self.generator, device=latents.device)
+        t = torch.as_tensor(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, len(rows)), device=latents.device)
+        noisy = self.pipe.scheduler.add_noise(latents, noise, t)
+        embeds = encode_prompts(self.pipe, [data.prompts[i] for i in rows.tolist()])
+        return torch.nn.functional.mse_loss(self.unet(noisy, t, encoder_hidden_states=embeds).sample, noise)
+
+    def step(self) -> dict:
+        """One iteration: sample, reward, advantages, PPO-clip updates. Returns its statistics."""
+        config = self.config
+        started = time.perf_counter()
+        prompts, metadata = self._choose_prompts()
+        self.unet.eval()
+        with torch.no_grad():
+            embeds = encode_prompts(self.pipe, prompts)
+            trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet)
+        sampled = time.perf_counter()
+        total, components = self.reward(trajectories.images, prompts, metadata)
+        advantages = torch.as_tensor(self._advantages(prompts, total), dtype=torch.float32, device=self.accelerator.device)
+        rewarded = time.perf_counter()
+
+        self.unet.train()
+        n, horizon = trajectories.log_probs.shape
+        k = min(config.train_timesteps, horizon)
+        stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": []}
+        updates = 0
+        for _ in range(config.inner_epochs):
+            order = torch.as_tensor(self.rng.permutation(n))
+            steps = torch.as_tensor(np.argsort(self.rng.random((n, horizon)), axis=1)[:, :k])  # k random steps per trajectory
+            minibatches = [order[i:i + config.minibatch_size] for i in range(0, n, config.minibatch_size)]
+            for m, rows in enumerate(minibatches):
+                loss_total = 0.0
+                for j in range(k):
+                    step_index = steps[rows, j]
+                    log_prob, mean, std, latents, t, _ = self._policy_step(trajectories, rows, step_index)
+                    old = trajectories.log_probs[rows, step_index]
+                    ratio = torch.exp(log_prob - old)
+                    loss = ppo_clip_loss(advantages[rows], ratio, config.clip_range).mean()
+                    if config.kl_weight > 0:
+                        kl = self._kl_to_base(trajectories, latents, t, rows, mean, std)
+                        loss = loss + config.kl_weight * kl
+                        stats["kl_to_base"].append(float(kl.detach()))
+                    self.accelerator.backward(loss / (k * config.gradient_accumulation))
+                    loss_total += float(loss.detach()) / k
+                    stats["ratio"].append(float(ratio.detach().mean()))
+                    stats["clipfrac"].append(float(((ratio.detach() - 1).abs() > config.clip_range).float().mean()))
+                    stats["approx_kl"].append(float(0.5 * ((log_prob.detach() - old) ** 2).mean()))
+                if config.pretrain_weight > 0 and self.pretrain is not None:
+                    pretrain_loss = self._pretrain_loss()
+                    self.accelerator.backward(config.pretrain_weight * pretrain_loss / config.gradient_accumulation)
+                    stats["pretrain_loss"].append(float(pretrain_loss.detach()))
+                stats["loss"].append(loss_total)
+                if (m + 1) % config.gradient_accumulation == 0 or m == len(minibatches) - 1:
+                    if config.max_grad_norm:
+                        self.accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    updates += 1
+        self.iteration += 1
+        done = time.perf_counter()
+        record = {"iteration": self.iteration, "reward": float(total.mean()), "reward_std": float(total.std()),
+                  **{f"reward.{name}": float(v.mean()) for name, v in components.items()},
+                  **{key: float(np.mean(v)) for key, v in stats.items() if v}, "updates": updates,
+                  "sample_s": round(sampled - started, 3), "reward_s": round(rewarded - sampled, 3), "train_s": round(done - rewarded, 3),
+                  "samples_per_s": round(n / (done - started), 2), "stat_fallbacks": self.tracker.fallbacks}
+        self.history.append(record)
+        return record
+
+    def train(self, callback: Callable[["RLTrainer", dict], None] | None = None) -> list[dict]:
+        """Run until `iterations` (counting iterations done before a resume) or `max_minutes`;
+        every process stops at the same iteration (no multi-GPU hang)."""
+        started = time.perf_counter()
+        remaining = self.config.iterations - self.iteration
+        with tqdm(total=self.config.iterations, initial=self.iteration, desc="RL fine-tuning", disable=not self.accelerator.is_main_process,
+                  mininterval=2) as bar:
+            for _ in range(remaining):
+                record = self.step()
+                bar.update()
+                bar.set_postfix(reward=f"{record['reward']:.3f}", clipfrac=f"{record.get('clipfrac', 0):.2f}")
+                if callback:
+                    callback(self, record)
+                if self.output_dir and self.config.checkpoint_every and self.iteration % self.config.checkpoint_every == 0:
+                    self.save_checkpoint(self.output_dir / "checkpoints" / f"iteration-{self.iteration:06d}")
+                over = torch.tensor(float(time.perf_counter() - started > 60 * self.config.max_minutes), device=self.accelerator.device)
+                if float(self.accelerator.reduce(over, "max")) > 0:
+                    break
+        if self.output_dir:
+            self.save_checkpoint(self.output_dir / "checkpoints" / f"iteration-{self.iteration:06d}")
+        return self.history
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, prompts: list[str], metadata: list[dict], seed: int = 1234, batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
+        """Rewards of fresh samples with a fixed seed: the same noise for the same prompts every time."""
+        return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self, folder: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file(self.trainable_state(), str(folder / "trainable.safetensors"))
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, folder / "optimizer.pt")
+            save_file({"generator": self.generator.get_state(), "torch": torch.get_rng_state()}, str(folder / "rng.safetensors"))
+            state = {"iteration": self.iteration, "history": self.history, "numpy_rng": self.rng.bit_generator.state,
+                     "tracker": self.tracker.state_dict(), "config": self.config.model_dump(), "finetune": self.config.finetune}
+            (folder / "trainer_state.json").write_text(json.dumps(state))
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Continue exactly where the checkpoint stopped: trainable weights, optimizer and
+        scheduler state, iteration, history and every random generator. Refuses a checkpoint
+        whose weights do not fit this model (so a resume never silently starts from the base)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / "trainer_state.json").exists():
+            raise FileNotFoundError(f"{folder} is not an RL checkpoint (no trainer_state.json); point at checkpoints/iteration-NNNNNN")
+        state = json.loads((folder / "trainer_state.json").read_text())
+        if state["finetune"] != self.config.finetune:
+            raise ValueError(f"checkpoint {folder} was {state['finetune']} fine-tuning; this trainer is {self.config.finetune}")
+        weights = load_file(str(folder / "trainable.safetensors"))
+        unet = self.accelerator.unwrap_model(self.unet)
+        expected = {name for name, p in unet.named_parameters() if p.requires_grad}
+        if set(weights) != expected:
+            raise ValueError(f"checkpoint {folder} holds {len(weights)} tensors that do not match the {len(expected)} trainable ones")
+        with torch.no_grad():
+            params = dict(unet.named_parameters())
+            for name, tensor in weights.items():
+                params[name].copy_(tensor)
+        optim = torch.load(folder / "optimizer.pt", weights_only=True)
+        self.optimizer.load_state_dict(optim["optimizer"])
+        self.scheduler.load_state_dict(optim["scheduler"])
+        rng = load_file(str(folder / "rng.safetensors"))
+        self.generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.tracker.load_state_dict(state["tracker"])
+        self.iteration, self.history = state["iteration"], state["history"]
+
+
+@torch.no_grad()
+def evaluate_rewards(pipe, reward: MultiReward, prompts: list[str], metadata: list[dict], sampling: SamplingConfig, seed: int = 1234,
+                     batch_size: int = 64, unet=None) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
+    """(total, components, images) for the prompts, sampled with a fixed seed per batch."""
+    negative = encode_prompts(pipe, [""])
+    totals, parts, images = [], {}, []
+    was_training = (unet or pipe.unet).training
+    (unet or pipe.unet).eval()
+    for start in range(0, len(prompts), batch_size):
+        chunk, meta = prompts[start:start + batch_size], metadata[start:start + batch_size]
+        generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
+        out = sample_trajectories(pipe, encode_prompts(pipe, chunk), negative, sampling, generator, unet=unet)
+        total, components = reward(out.images, chunk, meta)
+        totals.append(total)
+        for name, values in components.items():
+            parts.setdefault(name, []).append(values)
+        images.append(out.images)
+    (unet or pipe.unet).train(was_training)
+    return np.concatenate(totals), {k: np.concatenate(v) for k, v in parts.items()}, torch.cat(images)

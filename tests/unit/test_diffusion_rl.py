@@ -1,0 +1,216 @@
+"""The RL machinery on a tiny randomly initialised Stable-Diffusion-shaped pipeline (real
+diffusers/transformers classes, real CLIP tokenizer): DDIM log-probabilities, the clipped
+objective, both advantage normalisations, exact resume, the reward registry, and a short run
+whose reward rises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ml.diffusion.ddim import ddim_step_with_logprob
+from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline
+from ml.diffusion.sampling import SamplingConfig, encode_prompts, sample_trajectories
+from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
+from ml.diffusion.trainer import RLConfig, RLTrainer, ppo_clip_loss
+from ml.rewards import MultiReward, RewardUnavailable, make_multi_reward, make_reward, register_reward, registered_rewards
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = TinyPipelineConfig(image_size=16, vae_channels=(8, 16), unet_channels=(32, 32), norm_groups=8, text_hidden=32, text_ffn=64, text_heads=2)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("clip-tokenizer")
+
+
+def tiny_pipe(tokenizer_dir, seed=0):
+    return build_tiny_pipeline(TINY, tokenizer_dir, seed=seed)
+
+
+class Redness:
+    """Mean of red minus the other channels: a reward a tiny random model can learn to raise."""
+
+    name = "redness"
+
+    def __call__(self, images, prompts, metadata):
+        return (images[:, 0] - images[:, 1:].mean(1)).mean((1, 2)).numpy()
+
+
+def test_the_tokenizer_is_the_full_clip_vocabulary(tokenizer_dir):
+    pipe = tiny_pipe(tokenizer_dir)
+    assert len(pipe.tokenizer) == 49408
+    assert pipe.tokenizer("a red dress")["input_ids"] == [49406, 320, 736, 2595, 49407]
+
+
+def test_ddim_step_matches_diffusers_and_scores_its_own_samples(tokenizer_dir):
+    scheduler = tiny_pipe(tokenizer_dir).scheduler
+    scheduler.set_timesteps(10)
+    x, eps = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    for t in (scheduler.timesteps[0], scheduler.timesteps[-1]):
+        reference = scheduler.step(eps, t, x, eta=1.0, generator=torch.Generator().manual_seed(1)).prev_sample
+        mine, log_prob = ddim_step_with_logprob(scheduler, eps, t, x, 10, eta=1.0, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(reference, mine, atol=1e-5)
+        _, rescored = ddim_step_with_logprob(scheduler, eps, t, x, 10, eta=1.0, prev_sample=mine)
+        assert torch.allclose(log_prob, rescored)
+        _, elsewhere = ddim_step_with_logprob(scheduler, eps, t, x, 10, eta=1.0, prev_sample=mine + 0.5)
+        assert (elsewhere < log_prob).all()  # a step far from the mean is less likely
+
+
+def test_ratio_is_one_before_any_update(tokenizer_dir):
+    pipe = tiny_pipe(tokenizer_dir)
+    trainer = RLTrainer(pipe, MultiReward({"redness": (Redness(), 1.0)}), ["a red dress", "a bag"], [{}, {}],
+                        RLConfig(prompts_per_iteration=2, samples_per_prompt=2, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3)))
+    embeds = encode_prompts(pipe, ["a red dress", "a bag", "a bag", "a coat"])
+    trajectories = sample_trajectories(pipe, embeds, trainer.negative, trainer.config.sampling, torch.Generator().manual_seed(0), unet=trainer.unet)
+    trainer.unet.train()
+    for step in range(4):
+        rows = torch.arange(4)
+        log_prob, *_ = trainer._policy_step(trajectories, rows, torch.full((4,), step))
+        ratio = torch.exp(log_prob - trajectories.log_probs[rows, step])
+        assert torch.allclose(ratio, torch.ones(4), atol=1e-4)
+
+
+def test_clipped_objective_stops_pushing_past_the_clip_range():
+    advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    ratio = torch.tensor([1.5, 0.95, 0.5, 1.05], requires_grad=True)
+    loss = ppo_clip_loss(advantages, ratio, 0.1)
+    loss.sum().backward()
+    # positive advantage above 1+clip, negative below 1-clip: clipped, no gradient; the others move
+    assert ratio.grad.tolist() == [0.0, -1.0, 0.0, 1.0]
+    assert loss.tolist() == pytest.approx([-1.1, -0.95, 0.9, 1.05])
+
+
+def test_batch_advantages_are_standardised_and_clipped():
+    rewards = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    adv = batch_advantages(rewards, clip=1.5)
+    assert adv.max() == 1.5 and adv[:4].tolist() == sorted(adv[:4].tolist())
+    assert abs(batch_advantages(np.array([1.0, 2.0, 3.0])).mean()) < 1e-9
+
+
+def test_per_prompt_advantages_use_each_prompts_history_and_count_fallbacks():
+    tracker = PerPromptStatTracker(buffer_size=8, min_count=4)
+    first = tracker.advantages(["a", "a", "b", "b"], np.array([1.0, 3.0, 10.0, 30.0]))
+    assert tracker.fallbacks == 4  # two rewards per prompt < min_count: batch statistics, counted
+    assert first[0] < first[1] < first[2] < first[3]
+    second = tracker.advantages(["a", "a", "b", "b"], np.array([1.0, 3.0, 10.0, 30.0]))
+    assert tracker.fallbacks == 4  # now four each: per-prompt statistics
+    assert second[0] == pytest.approx(second[2]) and second[1] == pytest.approx(second[3])  # each prompt on its own scale
+    state = tracker.state_dict()
+    restored = PerPromptStatTracker(8, 4)
+    restored.load_state_dict(state)
+    assert restored.advantages(["a"], np.array([2.0])) == pytest.approx(tracker.advantages(["a"], np.array([2.0])))
+
+
+def _rl_config(**overrides):
+    base = dict(iterations=4, prompts_per_iteration=2, samples_per_prompt=4, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0),
+                train_timesteps=2, minibatch_size=4, inner_epochs=2, lr=1e-3, clip_range=1e-2, finetune="lora")
+    return RLConfig(**(base | overrides))
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_resume_continues_exactly_where_it_stopped(tokenizer_dir, tmp_path, finetune):
+    reward = MultiReward({"redness": (Redness(), 1.0)})
+    prompts, meta = ["a red dress", "a bag", "a coat"], [{}, {}, {}]
+    straight = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(finetune=finetune))
+    straight.train()
+    first = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(finetune=finetune, iterations=2), output_dir=tmp_path)
+    base = first.trainable_state()
+    first.train()
+    checkpoint = tmp_path / "checkpoints" / "iteration-000002"
+    resumed = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(finetune=finetune))
+    resumed.load_checkpoint(checkpoint)
+    loaded = resumed.trainable_state()
+    assert resumed.iteration == 2
+    assert all(torch.equal(loaded[k], v) for k, v in first.trainable_state().items())
+    assert any(not torch.equal(loaded[k], base[k]) for k in base)  # not the base model (trl issue 2505)
+    resumed.train()
+    assert resumed.iteration == 4 and [h["reward"] for h in resumed.history] == [h["reward"] for h in straight.history]
+    assert all(torch.equal(resumed.trainable_state()[k], v) for k, v in straight.trainable_state().items())
+
+
+def test_resume_refuses_a_checkpoint_of_another_kind(tokenizer_dir, tmp_path):
+    reward = MultiReward({"redness": (Redness(), 1.0)})
+    RLTrainer(tiny_pipe(tokenizer_dir), reward, ["a bag"], [{}], _rl_config(iterations=1), output_dir=tmp_path).train()
+    full = RLTrainer(tiny_pipe(tokenizer_dir), reward, ["a bag"], [{}], _rl_config(finetune="full"))
+    with pytest.raises(ValueError, match="lora fine-tuning"):
+        full.load_checkpoint(tmp_path / "checkpoints" / "iteration-000001")
+    with pytest.raises(FileNotFoundError, match="not an RL checkpoint"):
+        full.load_checkpoint(tmp_path / "checkpoints")
+
+
+def test_reward_registry_round_trip_and_clear_errors():
+    @register_reward("test_constant")
+    class Constant:
+        name = "test_constant"
+
+        def __init__(self, value: float = 1.0):
+            self.value = value
+
+        def __call__(self, images, prompts, metadata):
+            return np.full(len(prompts), self.value)
+
+    assert "test_constant" in registered_rewards() and {"prompt_fidelity", "color_parity", "pickscore"} <= set(registered_rewards())
+    multi = make_multi_reward({"test_constant": {"weight": 2.0, "value": 0.25}})
+    total, parts = multi(torch.zeros(3, 3, 8, 8), ["a", "b", "c"], [{}] * 3)
+    assert total.tolist() == [0.5] * 3 and parts["test_constant"].tolist() == [0.25] * 3
+    with pytest.raises(KeyError, match="unknown reward 'nope'"):
+        make_reward("nope")
+    with pytest.raises(RewardUnavailable, match="offline|pip install"):
+        make_reward("pickscore")
+
+
+def test_color_parity_rewards_the_under_represented_colour():
+    from ml.catalog.demo_world import PALETTE
+
+    parity = make_reward("color_parity")
+    white = np.full((16, 16, 3), 255, np.uint8)
+    def garment(color):
+        image = white.copy()
+        image[3:13, 3:13] = PALETTE[color]
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    images = torch.stack([garment("red"), garment("red"), garment("red"), garment("blue"), garment("blue"), torch.ones(3, 16, 16)])
+    rewards = parity(images, ["a dress"] * 4 + ["a bag"] * 2, [{"names_color": False}] * 4 + [{"names_color": True}] * 2)
+    assert rewards[3] > rewards[0]  # the one blue among three reds gets more credit than a red
+    assert rewards[:4].mean() == pytest.approx(-(0.75**2 + 0.25**2 - 1 / 8))  # minus the squared L2 distance to uniform over 8 colours
+    assert rewards[4] == rewards[5] == 0  # prompts that name a colour are not parity prompts
+
+
+def test_a_short_rl_run_raises_the_reward(tokenizer_dir):
+    torch.manual_seed(0)
+    reward = MultiReward({"redness": (Redness(), 1.0)})
+    prompts = ["a red dress", "a bag"]
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, [{}, {}],
+                        _rl_config(iterations=20, finetune="full", inner_epochs=1, samples_per_prompt=8, minibatch_size=16, train_timesteps=4,
+                                   sampling=SamplingConfig(num_inference_steps=8, guidance_scale=3.0)))
+    eval_prompts = prompts * 16
+    before, _, _ = trainer.evaluate(eval_prompts, [{}] * 32)
+    trainer.train()
+    after, _, _ = trainer.evaluate(eval_prompts, [{}] * 32)
+    gain = after - before  # same prompts, same seeds: paired
+    assert gain.mean() > 3 * gain.std() / np.sqrt(len(gain))
+
+
+def test_launch_entry_point_trains_resumes_and_saves_a_loadable_pipeline(tokenizer_dir, tmp_path):
+    """The accelerate entry point, single process on CPU: train 2 iterations, resume to 3, load the result."""
+    import json
+
+    import pandas as pd
+
+    from ml.diffusion.launch import main
+    from ml.diffusion.pipeline import load_pipeline
+
+    tiny_pipe(tokenizer_dir).save_pretrained(tmp_path / "base")
+    pd.DataFrame({"prompt": ["a dress", "a red bag"], "names_color": [False, True], "suite": ["fairness", "titles"],
+                  "split": ["train", "train"]}).to_parquet(tmp_path / "prompts.parquet")
+    config = {"prompts_per_iteration": 2, "samples_per_prompt": 2, "minibatch_size": 4, "train_timesteps": 1, "checkpoint_every": 1,
+              "sampling": {"num_inference_steps": 3, "guidance_scale": 2.0}}
+    common = ["--pipeline", str(tmp_path / "base"), "--prompts", str(tmp_path / "prompts.parquet"), "--output", str(tmp_path / "run")]
+    assert main([*common, "--config", json.dumps(config | {"iterations": 2})]) == 0
+    assert main([*common, "--config", json.dumps(config | {"iterations": 3}), "--resume", str(tmp_path / "run" / "checkpoints" / "iteration-000002")]) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2, 3]
+    pipe = load_pipeline(str(tmp_path / "run" / "pipeline"))
+    assert not any("lora" in name for name, _ in pipe.unet.named_parameters())  # fused into the weights
+    assert (tmp_path / "run" / "lora").exists()

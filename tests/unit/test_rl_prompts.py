@@ -1,0 +1,24 @@
+"""RL prompts from collection pages: colour + category prompts split by hash, a fairness suite
+with no colour in both splits, composition pairs of two categories."""
+
+import pandas as pd
+
+from ml.diffusion.prompts import build_prompts
+
+
+def test_prompts_from_pages():
+    pages = pd.DataFrame({
+        "attributes": [["category:dress", "color:red"], ["category:dress", "color:red", "material:silk"], ["category:bag", "color:blue"],
+                       ["category:coat"], ["category:coat", "color:black"]],
+        "title": ["Red Dresses", "Red Silk Dresses", "Blue Bags", "Coats", "Black Coats"],
+    })
+    prompts = build_prompts(pages, split=lambda p, share: "eval" if "blue" in p else "train")
+    by_prompt = prompts.set_index("prompt")
+    assert set(prompts.loc[prompts["suite"] == "titles", "prompt"]) == {"a red dress", "a blue bag", "a black coat"}
+    assert by_prompt.at["a red dress", "title"] == "Red Dresses"  # one prompt per colour + category, first title kept
+    assert set(prompts.loc[prompts["suite"] == "fairness", "prompt"]) == {"a dress", "a bag", "a coat"}
+    assert (prompts.loc[prompts["suite"] == "fairness", "split"] == "both").all()
+    assert not prompts.loc[prompts["suite"] == "fairness", "names_color"].any()
+    assert by_prompt.at["a blue bag", "split"] == "eval" and by_prompt.at["a red dress", "split"] == "train"
+    composition = prompts[prompts["suite"] == "composition"]
+    assert len(composition) >= 1 and all(len(o) == 2 and o[0] != o[1] for o in composition["objects"])
