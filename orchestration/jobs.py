@@ -11,9 +11,16 @@ catalog_job = define_asset_job(
 
 pipeline_job = define_asset_job(
     "pipeline_job",
-    selection=AssetSelection.groups("catalog", "embeddings", "attributes", "collections"),
+    selection=AssetSelection.groups("catalog", "embeddings", "attributes", "collections", "generation"),
     partitions_def=catalog_partitions,
-    description="The main job: one catalog snapshot through ingestion, embeddings, attributes and collections.",
+    description="The main job: one catalog snapshot through ingestion, embeddings, attributes, collections and the RL generator.",
+)
+
+generation_job = define_asset_job(
+    "generation_job",
+    selection=AssetSelection.groups("generation"),
+    partitions_def=catalog_partitions,
+    description="Retrain the judge and the base generator, rebuild the RL prompts and fine-tune with RL, for one snapshot.",
 )
 
 collections_job = define_asset_job(

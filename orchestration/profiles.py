@@ -28,6 +28,7 @@ class Profile(BaseModel):
     embedding: dict = {}
     attributes: dict = {}
     collections: dict = {}
+    generation: dict = {}
 
     @property
     def dagster_home(self) -> Path:
@@ -55,10 +56,28 @@ _COLLECTIONS = {
     "demo": {},
     "production": {"titler": "rules", "min_support": 50, "min_feed_size": 50, "max_feed_items": 1000},
 }
+_GENERATION = {
+    "demo": {},
+    # a Stable Diffusion checkpoint already in a local folder or the HF cache; LoRA RL on a GPU
+    "production": {"generator": "stable-diffusion-v1-5/stable-diffusion-v1-5", "num_inference_steps": 50, "prompts_per_iteration": 16,
+                   "samples_per_prompt": 8, "iterations": 200, "rl_minutes": 600.0},
+}
 _INGEST = {
     "demo": IngestSettings(image_size=32, upscale_small=False, max_image_pixels=40_000_000),
     "production": IngestSettings(image_size=224, upscale_small=True, max_image_pixels=80_000_000),
 }
+
+
+def _generation_budget(env: dict[str, str]) -> dict:
+    """SHOPWINDOW_BASE_MINUTES (split 1:4 between autoencoder and UNet) and SHOPWINDOW_RL_MINUTES:
+    quick tries and tests shorten the generator's training without touching anything else."""
+    out: dict = {}
+    if env.get("SHOPWINDOW_BASE_MINUTES"):
+        total = float(env["SHOPWINDOW_BASE_MINUTES"])
+        out |= {"vae_minutes": total / 5, "unet_minutes": 4 * total / 5}
+    if env.get("SHOPWINDOW_RL_MINUTES"):
+        out["rl_minutes"] = float(env["SHOPWINDOW_RL_MINUTES"])
+    return out
 
 
 def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> Profile:
@@ -83,6 +102,8 @@ def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> 
         embedding={**_EMBEDDING[name], **({"max_minutes": float(env["SHOPWINDOW_TRAIN_MINUTES"])} if env.get("SHOPWINDOW_TRAIN_MINUTES") else {})},
         collections={**_COLLECTIONS[name], **({"search_log": env["SHOPWINDOW_SEARCH_LOG"]} if env.get("SHOPWINDOW_SEARCH_LOG") else {}),
                      **({"titler": "llm", "titler_model": env["SHOPWINDOW_TITLER_MODEL"]} if env.get("SHOPWINDOW_TITLER_MODEL") else {})},
+        generation={**_GENERATION[name], **({"generator": env["SHOPWINDOW_GENERATOR"]} if env.get("SHOPWINDOW_GENERATOR") else {}),
+                    **_generation_budget(env)},
         attributes={**_ATTRIBUTES[name], **{key: env[var] for key, var in (("vlm_model", "SHOPWINDOW_VLM_MODEL"), ("judge_model", "SHOPWINDOW_JUDGE_MODEL")) if env.get(var)}},
     )
 

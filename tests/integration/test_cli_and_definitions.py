@@ -12,8 +12,9 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
-def _run(args, home, timeout=240):
-    env = {**os.environ, "SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_WORKERS": "2"}
+def _run(args, home, timeout=300):
+    env = {**os.environ, "SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_WORKERS": "2",
+           "SHOPWINDOW_BASE_MINUTES": "0.3", "SHOPWINDOW_RL_MINUTES": "0.15"}  # the generator's budgets, shortened for a test
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -44,6 +45,15 @@ def test_ingest_of_a_bad_file_exits_nonzero_naming_it(tmp_path):
 
 
 def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
+    """One demo run on 600 items through every stage, then what a user would look at: the summary,
+    the gallery, the schedule, and the registry (models load back by alias)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ml.diffusion.pipeline import load_pipeline
+    from ml.embedding.factory import create_dual_encoder
+    from ml.tracking.registry import download_model
+
     home = tmp_path / "home"
     proc = _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -81,24 +91,23 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert tick.returncode == 0, tick.stderr[-2000:]
     assert tick.stdout.split() == ["collections_job", summary["catalog"]["snapshot"]]
 
-
-def test_registered_dual_encoder_loads_back_by_alias(tmp_path):
-    """The demo registers its encoder; models:/shopwindow-dual-encoder@candidate loads with the factory.
-    On 600 items the attribute targets are missed, so no version may hold `champion`."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from ml.embedding.factory import create_dual_encoder
-    from ml.tracking.registry import download_model
-
-    home = tmp_path / "home"
-    assert _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home).returncode == 0
+    # the registry: the dual encoder loads back by alias; on 600 items its targets are missed, so no champion
     tracking = f"sqlite:///{home}/mlflow.db"
     client = MlflowClient(tracking)
     version = client.get_model_version_by_alias("shopwindow-dual-encoder", "candidate")
     assert version.tags["snapshot"].startswith("catalog-")
-    folder = download_model("models:/shopwindow-dual-encoder@candidate", tracking, tmp_path / "download")
-    encoder = create_dual_encoder(f"local-dir:{folder}")
+    encoder = create_dual_encoder(f"local-dir:{download_model('models:/shopwindow-dual-encoder@candidate', tracking, tmp_path / 'download')}")
     assert encoder.encode_texts(["red tee"]).shape == (1, 64)
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("shopwindow-dual-encoder", "champion")
+
+    # the generator: base (alias "base") and its RL version, both loadable StableDiffusionPipelines
+    generation = summary["generation"]
+    for key in ("base_category_accuracy", "base_color_accuracy", "reward_start", "reward_end", "rl_minutes"):
+        assert key in generation, key
+    versions = {v.version: v for v in client.search_model_versions("name='shopwindow-generator'")}
+    assert sorted(v.tags["kind"] for v in versions.values()) == ["base", "rl"]
+    assert client.get_model_version_by_alias("shopwindow-generator", "base").tags["kind"] == "base"
+    rl_version = next(v for v in versions.values() if v.tags["kind"] == "rl")
+    pipe = load_pipeline(str(download_model(f"models:/shopwindow-generator/{rl_version.version}", tracking, tmp_path / "generator")))
+    assert len(pipe.tokenizer) == 49408 and not any("lora" in n for n, _ in pipe.unet.named_parameters())

@@ -1,0 +1,271 @@
+"""Generation group: the independent catalog judge, the base text-to-image generator, the RL
+prompts, and the RL fine-tuned generator (large-scale RL for diffusion)."""
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, Output, asset, asset_check
+
+from assets.partitions import catalog_partitions
+from ml.catalog.store import item_pixels, read_table, write_table
+from orchestration.io_managers import AssetManifest
+from orchestration.resources import GenerationResource, MLflowResource, StorageResource
+
+
+def _md(frame: pd.DataFrame, rows: int = 40) -> MetadataValue:
+    return MetadataValue.md(frame.head(rows).to_markdown(index=False) if len(frame) else "_none_")
+
+
+def _labelled_images(catalog_items: AssetManifest, item_attributes: AssetManifest) -> tuple[pd.DataFrame, np.ndarray]:
+    """Items with their most confident category and colour (from item_attributes), and pixels."""
+    items = read_table(catalog_items.uris["items"], ["item_id", "image_hash"])
+    assigned = read_table(item_attributes.uris["item_attributes"])
+    top = (assigned[assigned["type"].isin(["category", "color"])].sort_values("confidence")
+           .drop_duplicates(["item_id", "type"], keep="last").pivot(index="item_id", columns="type", values="phrase"))
+    top = top.reindex(columns=["category", "color"])
+    items = items.join(top, on="item_id").dropna(subset=["category"]).reset_index(drop=True)
+    return items, item_pixels(items["image_hash"], catalog_items.uris["images"])
+
+
+@asset(group_name="generation", partitions_def=catalog_partitions, kinds={"pytorch", "safetensors"})
+def catalog_judge(context: AssetExecutionContext, catalog_items: AssetManifest, item_attributes: AssetManifest,
+                  storage: StorageResource, generation: GenerationResource) -> Output[AssetManifest]:
+    """A category classifier trained on real catalog images, plus the analytic colour reader: the
+    judge of generated images, independent of every training reward."""
+    import torch
+
+    from ml.fairness.color_reader import demo_color_reader
+    from ml.judge.classifier import ClassifierConfig, train_category_judge
+
+    torch.manual_seed(generation.seed)
+    items, pixels = _labelled_images(catalog_items, item_attributes)
+    judge, figures = train_category_judge(list(items["item_id"]), pixels, list(items["category"]),
+                                          ClassifierConfig(epochs=generation.judge_epochs, width=16, seed=generation.seed))
+    folder = judge.save(storage.uri("models", context.partition_key, "catalog_judge"))
+    coloured = items["color"].notna().to_numpy()
+    sample = np.flatnonzero(coloured)[:5000]
+    read = np.asarray(demo_color_reader().read(pixels[sample]), dtype=object)
+    figures["color_reader_agreement"] = float((read == items["color"].to_numpy(dtype=object)[sample]).mean()) if len(sample) else float("nan")
+    figures["color_reader_checked"] = len(sample)
+    context.log.info(f"category judge: test accuracy {figures['test_accuracy']:.3f}; colour reader agrees with assigned colours "
+                     f"on {figures['color_reader_agreement']:.3f} of {len(sample)} items")
+    return Output(AssetManifest(uris={"judge": str(folder)}, figures=figures), metadata={**figures, "path": str(folder)})
+
+
+def _prompt_pairs(rl_or_items: pd.DataFrame) -> list[tuple[str, str]]:
+    pairs = rl_or_items.dropna(subset=["color", "category"])[["color", "category"]].drop_duplicates()
+    return sorted(map(tuple, pairs.to_numpy()))
+
+
+@asset(group_name="generation", partitions_def=catalog_partitions, kinds={"diffusers", "mlflow"})
+def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest, item_attributes: AssetManifest, catalog_judge: AssetManifest,
+                   storage: StorageResource, mlflow: MLflowResource, generation: GenerationResource) -> Output[AssetManifest]:
+    """Demo: a tiny Stable-Diffusion-shaped pipeline trained from scratch on the catalog's
+    images and "a {colour} {category}" captions. Production: a checkpoint loaded offline.
+    Judged on every (colour, category) prompt; registered as `shopwindow-generator`."""
+    import torch
+
+    from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
+    from ml.diffusion.quality import prompt_accuracy
+    from ml.diffusion.train_base import BaseTrainConfig, encode_latents, train_unet, train_vae
+    from ml.fairness.color_reader import demo_color_reader
+    from ml.judge.classifier import CategoryJudge
+    from ml.tracking.plots import plot_image_grid
+    from ml.tracking.registry import register_folder
+
+    started = time.perf_counter()
+    items, pixels = _labelled_images(catalog_items, item_attributes)
+    folder = Path(storage.uri("models", context.partition_key, "generator_base"))
+    figures: dict = {"generator": generation.generator}
+    history: list[dict] = []
+    if generation.generator == "tiny":
+        torch.manual_seed(generation.seed)
+        pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
+        train_config = BaseTrainConfig(vae_minutes=generation.vae_minutes, unet_minutes=generation.unet_minutes, seed=generation.seed)
+        coloured = items.dropna(subset=["color"]).index.to_numpy()
+        figures.update(train_vae(pipe.vae, pixels[coloured], train_config))
+        latents = encode_latents(pipe.vae, pixels[coloured])
+        captions = [f"a {c} {k}" for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
+        history = train_unet(pipe, latents, captions, train_config)
+        figures.update({"unet_steps": history[-1]["step"] if history else 0, "unet_loss": history[-1]["loss"] if history else None,
+                        "training_images": len(coloured)})
+    else:
+        pipe = load_pipeline(generation.generator)
+    pipe.save_pretrained(folder)
+    figures["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
+    judge, reader = CategoryJudge.load(catalog_judge.uris["judge"]), demo_color_reader()
+    quality, samples = prompt_accuracy(pipe, _prompt_pairs(items), judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
+    figures.update({f"base_{k}": v for k, v in quality.items()})
+    per_category = (samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
+                    .groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index())
+    passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy
+    with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
+                                                                     "dagster_run_id": context.run_id}) as run:
+        run.log_params({"generator": generation.generator, "vae_minutes": generation.vae_minutes, "unet_minutes": generation.unet_minutes})
+        for h in history:
+            run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])
+        run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        run.log_dict(per_category.to_dict("records"), "per_category.json")
+        from ml.diffusion.quality import generate
+        from ml.diffusion.sampling import SamplingConfig, images_to_uint8
+
+        shown = _prompt_pairs(items)[:: max(1, len(_prompt_pairs(items)) // 32)][:32]
+        grid_images = images_to_uint8(generate(pipe, [f"a {c} {k}" for c, k in shown], SamplingConfig(), seed=generation.eval_seed))
+        grid = plot_image_grid(grid_images, [f"{c} {k}" for c, k in shown], folder.parent / "generator_base_samples.png", "base generator samples")
+        run.client.log_artifact(run.run_id, str(grid), "samples")
+        version = register_folder(run, folder, "generator", generation.registered_name, alias="base",
+                                  tags={"snapshot": context.partition_key, "kind": "base", **{f"base_{k}": round(v, 4) for k, v in quality.items() if isinstance(v, float)}},
+                                  description="Text-to-image generators: the base model and its RL fine-tuned versions")
+    figures.update({"registered_name": generation.registered_name, "version": version, "targets_met": passed, "run_id": run.run_id})
+    storage.update_summary({"generation": {"base_category_accuracy": round(quality["category_accuracy"], 4),
+                                           "base_color_accuracy": round(quality["color_accuracy"], 4)}})
+    return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(grid)}, figures=figures),
+                  metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool))}, "samples": MetadataValue.path(str(grid)),
+                            "per_category": _md(per_category.round(3)), "mlflow_run": MetadataValue.url(run.url)})
+
+
+@asset_check(asset=base_generator, partitions_def=catalog_partitions, blocking=False,
+             description="the base generator draws the prompted category and colour often enough (judged by the catalog judge)")
+def base_generator_quality(base_generator: AssetManifest, generation: GenerationResource) -> AssetCheckResult:
+    f = base_generator.figures
+    targets = {"base_category_accuracy": generation.min_category_accuracy, "base_color_accuracy": generation.min_color_accuracy}
+    failing = {k: f"{f[k]:.3f} < {v}" for k, v in targets.items() if not f[k] >= v}
+    return AssetCheckResult(passed=not failing, severity=AssetCheckSeverity.ERROR,
+                            metadata={**{k: float(f[k]) for k in targets}, "failing": MetadataValue.json(failing)})
+
+
+def _split(prompt: str, eval_share: float) -> str:
+    bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "eval" if bucket < eval_share else "train"
+
+
+@asset(group_name="generation", partitions_def=catalog_partitions, kinds={"parquet"})
+def rl_prompts(context: AssetExecutionContext, landing_pages: AssetManifest, storage: StorageResource) -> Output[AssetManifest]:
+    """Prompts for RL: from published collection titles (their colour + category), the fairness
+    suite (categories with no colour: parity), and composition pairs; split train/eval by hash."""
+    from ml.diffusion.prompts import build_prompts
+
+    pages = read_table(landing_pages.uris["pages"])
+    prompts = build_prompts(pages[pages["status"] == "published"], split=_split)
+    out = storage.uri("generation", context.partition_key, "rl_prompts.parquet")
+    write_table(prompts.assign(objects=prompts["objects"].map(list)), out)
+    counts = prompts.groupby(["suite", "split"]).size().unstack(fill_value=0)
+    figures = {"prompts": len(prompts), **{f"{suite}_{split}": int(n) for suite, row in counts.iterrows() for split, n in row.items()}}
+    return Output(AssetManifest(uris={"prompts": out}, figures=figures), metadata={**figures, "sample": _md(prompts.sample(min(30, len(prompts)), random_state=0))})
+
+
+def _bootstrap_gain(before: np.ndarray, after: np.ndarray, groups: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(after - before), resampling prompts (a prompt's samples stay together:
+    the parity reward is defined over a prompt's group)."""
+    rng = np.random.default_rng(seed)
+    prompts = np.unique(groups)
+    per_prompt = np.array([(after[groups == p] - before[groups == p]).mean() for p in prompts])
+    draws = per_prompt[rng.integers(0, len(prompts), (n, len(prompts)))].mean(axis=1)
+    return float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+
+@asset(group_name="generation", partitions_def=catalog_partitions, kinds={"diffusers", "mlflow"})
+def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, rl_prompts: AssetManifest, dual_encoder: AssetManifest,
+                 catalog_items: AssetManifest, item_attributes: AssetManifest, storage: StorageResource, mlflow: MLflowResource,
+                 generation: GenerationResource) -> Output[AssetManifest]:
+    """RL fine-tuning of the base generator with prompt fidelity (the dual encoder) and colour
+    parity (colour-free prompts) jointly; per-reward curves, PPO statistics and sample grids in
+    MLflow; the result registered as a new version of `shopwindow-generator`."""
+    import torch
+
+    from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.sampling import images_to_uint8
+    from ml.diffusion.trainer import PretrainData, RLTrainer, evaluate_rewards
+    from ml.rewards import make_multi_reward
+    from ml.tracking.plots import plot_image_grid, plot_rl_history
+    from ml.tracking.registry import register_folder
+
+    torch.manual_seed(generation.seed)
+    config = generation.rl_config()
+    pipe = load_pipeline(base_generator.uris["pipeline"])
+    prompts = read_table(rl_prompts.uris["prompts"])
+    prompts = prompts[prompts["suite"].isin(["titles", "fairness"])]  # composition needs a detector reward (production)
+    train, held_out = prompts[prompts["split"].isin(["train", "both"])], prompts[prompts["split"].isin(["eval", "both"])]
+    meta = lambda frame: [{"names_color": bool(n), "suite": s} for n, s in zip(frame["names_color"], frame["suite"])]  # noqa: E731
+    eval_prompts = [p for p in held_out["prompt"] for _ in range(generation.eval_samples_per_prompt)]
+    eval_meta = [m for m in meta(held_out) for _ in range(generation.eval_samples_per_prompt)]
+    reward = make_multi_reward({"prompt_fidelity": {"weight": generation.fidelity_weight, "model": dual_encoder.uris["model"]},
+                                "color_parity": {"weight": generation.parity_weight}})
+    before, before_parts, before_images = evaluate_rewards(pipe, reward, eval_prompts, eval_meta, config.sampling, generation.eval_seed)
+    folder = Path(storage.uri("models", context.partition_key, "generator_rl"))
+    grids = folder.parent / "rl_grids"
+    shown = list(held_out["prompt"][:16])
+
+    with mlflow.run(f"generator-rl-{context.partition_key}", tags={"stage": "rl", "snapshot": context.partition_key,
+                                                                   "dagster_run_id": context.run_id, "finetune": config.finetune}) as run:
+        run.log_params({k: v for k, v in config.model_dump().items() if k != "sampling"} | config.sampling.model_dump()
+                       | {"rewards": f"prompt_fidelity x{generation.fidelity_weight} + color_parity x{generation.parity_weight}",
+                          "train_prompts": len(train), "eval_prompts": len(held_out)})
+
+        def log_grid(trainer: RLTrainer, name: str) -> Path:
+            _, _, images = evaluate_rewards(pipe, reward, shown, meta(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet)
+            path = plot_image_grid(images_to_uint8(images), shown, grids / f"{name}.png", f"RL generator, {name}")
+            run.client.log_artifact(run.run_id, str(path), "samples")
+            return path
+
+        def on_iteration(trainer: RLTrainer, record: dict) -> None:
+            run.log_metrics({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "iteration"}, step=record["iteration"])
+            if generation.grid_every and record["iteration"] % generation.grid_every == 0:
+                log_grid(trainer, f"iteration-{record['iteration']:04d}")
+
+        pretrain = None
+        if config.pretrain_weight > 0:  # the paper's pretraining term: diffusion loss on real catalog images
+            from ml.diffusion.train_base import encode_latents
+
+            items, pixels = _labelled_images(catalog_items, item_attributes)
+            keep = items.dropna(subset=["color"]).index.to_numpy()[:5000]
+            pretrain = PretrainData(encode_latents(pipe.vae, pixels[keep]), [f"a {c} {k}" for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
+        suite_size = train["suite"].map(train["suite"].value_counts())
+        trainer = RLTrainer(pipe, reward, list(train["prompt"]), meta(train), config, output_dir=folder.parent / "rl", pretrain=pretrain,
+                            prompt_weights=list(1.0 / suite_size))  # each suite drawn equally often, however many prompts it has
+        if generation.resume_from:
+            trainer.load_checkpoint(generation.resume_from)
+            context.log.info(f"resumed from {generation.resume_from} at iteration {trainer.iteration}")
+        started = time.perf_counter()
+        history = trainer.train(on_iteration)
+        rl_minutes = (time.perf_counter() - started) / 60
+        after, after_parts, after_images = trainer.evaluate(eval_prompts, eval_meta, generation.eval_seed)
+        final_grid = log_grid(trainer, "final")
+        low, high = _bootstrap_gain(before, after, np.asarray(eval_prompts, dtype=object))
+        figures = {"reward_start": float(before.mean()), "reward_end": float(after.mean()), "reward_gain": float(after.mean() - before.mean()),
+                   "reward_gain_ci_low": low, "reward_gain_ci_high": high, "rl_minutes": round(rl_minutes, 2), "iterations": trainer.iteration,
+                   "samples": trainer.iteration * config.batch_size, "finetune": config.finetune,
+                   **{f"{name}_start": float(v.mean()) for name, v in before_parts.items()}, **{f"{name}_end": float(v.mean()) for name, v in after_parts.items()},
+                   "mean_clipfrac": float(np.mean([h.get("clipfrac", 0.0) for h in history])) if history else 0.0,
+                   "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])) if history else 0.0}
+        run.log_metrics({k: v for k, v in figures.items() if isinstance(v, float)})
+        curves = plot_rl_history(history, folder.parent / "rl_curves.png", f"RL {config.finetune}, {trainer.iteration} iterations")
+        run.client.log_artifact(run.run_id, str(curves), "plots")
+        unet = trainer.accelerator.unwrap_model(trainer.unet)
+        if config.finetune == "lora":
+            unet.save_lora_adapter(str(folder.parent / "rl_lora"))  # the adapter alone, for users who prefer it
+            unet.fuse_lora()
+            unet.unload_lora()
+        pipe.unet = unet
+        pipe.save_pretrained(folder)
+        version = register_folder(run, folder, "generator", generation.registered_name,
+                                  tags={"snapshot": context.partition_key, "kind": "rl", "base_version": base_generator.figures.get("version"),
+                                        **{k: round(v, 4) for k, v in figures.items() if isinstance(v, float)}})
+    figures.update({"registered_name": generation.registered_name, "version": version, "run_id": run.run_id})
+    storage.update_summary({"generation": {"reward_start": round(figures["reward_start"], 4), "reward_end": round(figures["reward_end"], 4),
+                                           "reward_gain_ci_low": round(low, 4), "reward_gain_ci_high": round(high, 4),
+                                           "rl_minutes": figures["rl_minutes"]}})
+    return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(final_grid), "curves": str(curves)}, figures=figures),
+                  metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "curves": MetadataValue.path(str(curves)),
+                            "samples": MetadataValue.path(str(final_grid)), "mlflow_run": MetadataValue.url(run.url)})
+
+
+@asset_check(asset=rl_generator, partitions_def=catalog_partitions, blocking=False,
+             description="RL raised the total reward on held-out prompts by more than its bootstrap 95% interval (fixed seeds)")
+def rl_reward_improved(rl_generator: AssetManifest) -> AssetCheckResult:
+    f = rl_generator.figures
+    return AssetCheckResult(passed=f["reward_gain_ci_low"] > 0, severity=AssetCheckSeverity.WARN,
+                            metadata={k: float(f[k]) for k in ("reward_start", "reward_end", "reward_gain", "reward_gain_ci_low", "reward_gain_ci_high")})
