@@ -23,12 +23,9 @@ from ml.catalog.splits import assign_splits
 from ml.catalog.store import item_pixels, read_table, write_table
 from ml.embedding.encode import read_embeddings
 from ml.embedding.factory import create_dual_encoder
+from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
 from orchestration.resources import AttributesResource, EmbeddingResource, MLflowResource, StorageResource
-
-
-def _md(frame: pd.DataFrame, rows: int = 60) -> MetadataValue:
-    return MetadataValue.md(frame.head(rows).to_markdown(index=False) if len(frame) else "_none_")
 
 
 @asset(group_name="attributes", partitions_def=catalog_partitions, kinds={"parquet"})
@@ -49,8 +46,8 @@ def teacher_attributes(context: AssetExecutionContext, catalog_items: AssetManif
     per_type["share_of_items"] = (per_type["items"] / max(1, len(items))).round(3)
     figures = {"labels": len(labels), "items_labelled": int(labels["item_id"].nunique()), "problems": len(problems), "teacher": teacher.name}
     return Output(AssetManifest(uris={"labels": out, "problems": problems_uri}, figures=figures),
-                  metadata={**figures, "coverage_by_type": _md(per_type), "sample": _md(labels.head(20)),
-                            "problem_sample": _md(problem_frame.head(10)), "path": out})
+                  metadata={**figures, "coverage_by_type": markdown_table(per_type, 60), "sample": markdown_table(labels.head(20), 60),
+                            "problem_sample": markdown_table(problem_frame.head(10), 60), "path": out})
 
 
 @asset(group_name="attributes", partitions_def=catalog_partitions, kinds={"parquet"})
@@ -83,7 +80,7 @@ def attribute_vocabulary(context: AssetExecutionContext, teacher_attributes: Ass
     shown = vocabulary.drop(columns="vector").assign(members=vocabulary["members"].map(", ".join))
     return Output(AssetManifest(uris={"vocabulary": f"{base}/vocabulary.parquet", "decisions": f"{base}/curation_decisions.parquet"}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if k != "per_type"}, "per_type": MetadataValue.json(figures["per_type"]),
-                            "vocabulary": _md(shown), "decisions": _md(decisions, 80)})
+                            "vocabulary": markdown_table(shown, 60), "decisions": markdown_table(decisions, 80)})
 
 
 def attribute_targets(attributes: AttributesResource) -> dict[str, float]:
@@ -115,7 +112,7 @@ def item_attributes(context: AssetExecutionContext, catalog_snapshot: AssetManif
     provenance = assigned["provenance"].value_counts().to_dict()
     figures: dict = {"assignments": len(assigned), "items": len(item_ids), "provenance": provenance,
                      "items_with_student_only_labels": int(assigned.loc[assigned["provenance"] == "student", "item_id"].nunique())}
-    metadata: dict = {"thresholds": _md(thresholds)}
+    metadata: dict = {"thresholds": markdown_table(thresholds, 60)}
     truth = find_ground_truth(catalog_snapshot.uris["catalog_dir"])
     if truth is None:
         context.log.info("no labels.parquet beside the catalog: attribute evaluation skipped")
@@ -126,7 +123,7 @@ def item_attributes(context: AssetExecutionContext, catalog_snapshot: AssetManif
         evaluation, per_type = evaluate_attributes([item_ids[i] for i in test], ranking_scores(probs, taught)[test], probs[test], vocabulary,
                                                    assigned, labels, aliases, tuple(attributes.grounded_types))
         figures["evaluation"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in evaluation.items()}
-        metadata["per_type"] = _md(per_type.round(4))
+        metadata["per_type"] = markdown_table(per_type.round(4), 60)
         targets = attribute_targets(attributes)
         passed = all(evaluation[k] >= v for k, v in targets.items())  # NaN (not measurable) fails
         with mlflow.run(f"attributes-{context.partition_key}", tags={"stage": "attributes", "snapshot": context.partition_key,

@@ -19,12 +19,9 @@ from ml.catalog.contract import IMAGE_REASONS
 from ml.catalog.ingest import IMAGES_FILE, ITEMS_FILE, QUARANTINE_FILE, RAW_FILE, ingest_snapshot, snapshot_catalog
 from ml.catalog.snapshots import load_snapshot_record
 from ml.catalog.store import read_table
+from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
 from orchestration.resources import CatalogSettingsResource, ComputeResource, MLflowResource, StorageResource
-
-
-def _markdown(frame, rows: int = 10) -> MetadataValue:
-    return MetadataValue.md(frame.head(rows).to_markdown(index=False) if len(frame) else "_none_")
 
 
 @asset(group_name="catalog", partitions_def=catalog_partitions, kinds={"parquet"})
@@ -90,14 +87,14 @@ def catalog_ingestion(
         output_name="catalog_items",
         metadata={"items": stats.items, "unique_images": stats.unique_images, "items_sharing_an_image": stats.shared_image_items,
                   "items_per_s": round(items_per_s, 1), "image_size": settings.image_size, "mlflow_run": link,
-                  "path": items_uri, "preview": _markdown(read_table(items_uri, ["item_id", "title", "price", "category", "image_hash"]))},
+                  "path": items_uri, "preview": markdown_table(read_table(items_uri, ["item_id", "title", "price", "category", "image_hash"]), 10)},
     )
     quarantine = read_table(quarantine_uri, ["source_row", "item_id", "reason", "detail"])
     yield Output(
         AssetManifest(uris={"quarantine": quarantine_uri}, figures={"quarantined": stats.quarantined, "reasons": dict(stats.reasons)}),
         output_name="catalog_quarantine",
         metadata={"quarantined": stats.quarantined, "reasons": MetadataValue.json(dict(sorted(stats.reasons.items()))),
-                  "mlflow_run": link, "path": quarantine_uri, "sample": _markdown(quarantine.groupby("reason").head(2), 30)},
+                  "mlflow_run": link, "path": quarantine_uri, "sample": markdown_table(quarantine.groupby("reason").head(2), 30)},
     )
 
 

@@ -12,7 +12,7 @@ from assets.partitions import catalog_partitions
 from ml.attributes.evaluate import find_ground_truth
 from ml.attributes.taxonomy import Taxonomy
 from ml.catalog.store import item_pixels, read_table, write_table
-from ml.collections.build import CatalogView, Collections, content_first, load_catalog_view, search_log
+from ml.collections.build import CatalogView, Collections, load_catalog_view, search_log
 from ml.collections.demand import demand_by_key, read_query_log
 from ml.collections.report import plot_report
 from ml.collections.site import Gallery
@@ -20,14 +20,11 @@ from ml.collections.space import QueryParser
 from ml.collections.sweep import find_simulator, headline_figures, sweep_log_sizes
 from ml.collections.titles import make_titler
 from ml.collections.topics import TopicCandidates, enumerate_topics
+from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
-from orchestration.resources import AttributesResource, CollectionsResource, EmbeddingResource, MLflowResource, StorageResource
+from orchestration.resources import AttributesResource, CollectionsResource, MLflowResource, StorageResource
 
 DEMAND_FILES = ("search_demand.parquet", "search_demand.csv")
-
-
-def _md(frame: pd.DataFrame, rows: int = 40) -> MetadataValue:
-    return MetadataValue.md(frame.head(rows).to_markdown(index=False) if len(frame) else "_none_")
 
 
 def _view(catalog_items: AssetManifest, item_attributes: AssetManifest, attribute_vocabulary: AssetManifest,
@@ -85,7 +82,7 @@ def search_demand(context: AssetExecutionContext, catalog_snapshot: AssetManifes
                "source": source or "none", "simulated": simulator is not None}
     return Output(AssetManifest(uris={"log": f"{base}/search_demand.parquet", "quarantine": f"{base}/search_demand_quarantine.parquet",
                                       "catalog_dir": str(catalog_dir)}, figures=figures),
-                  metadata={**figures, "top_queries": _md(log, 25), "quarantine_sample": _md(bad, 10)})
+                  metadata={**figures, "top_queries": markdown_table(log, 25), "quarantine_sample": markdown_table(bad, 10)})
 
 
 @asset(group_name="collections", partitions_def=catalog_partitions, kinds={"parquet", "faiss"})
@@ -114,8 +111,8 @@ def collection_topics(context: AssetExecutionContext, catalog_items: AssetManife
     shown = clusters.drop(columns=["items"]).assign(key=lambda f: f["key"].map(view.space.key_labels)) if len(clusters) else clusters
     return Output(AssetManifest(uris={"topics": f"{base}/topics.parquet", "candidates": f"{base}/topic_candidates.parquet"}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if k != "by_size"}, "attributes_per_topic": MetadataValue.json(figures["by_size"]),
-                            "topics_sample": _md(topics.sample(min(25, len(topics)), random_state=0) if len(topics) else topics),
-                            "clusters": _md(shown, 30)})
+                            "topics_sample": markdown_table(topics.sample(min(25, len(topics)), random_state=0) if len(topics) else topics),
+                            "clusters": markdown_table(shown, 30)})
 
 
 def _candidates(view: CatalogView, collection_topics: AssetManifest) -> TopicCandidates:
@@ -149,7 +146,7 @@ def landing_pages(context: AssetExecutionContext, collection_topics: AssetManife
         v = encoder.encode_texts(titles) if titles else np.zeros((0, view.vectors.shape[1]), np.float32)
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
-    result = feeds_and_pages(candidates, view, _titler(view, log, attributes, collections), title_vectors, config)
+    result = feeds_and_pages(candidates, view.space, view.vectors, view.hashes, _titler(view, log, attributes, collections), title_vectors, config)
     parser = QueryParser(view.space, Taxonomy.load(attributes.taxonomy))
     demand = demand_by_key(log, parser.key)
     result.pages["demand"] = [demand.get(k, 0) for k in result.pages["key"]]
@@ -175,8 +172,8 @@ def landing_pages(context: AssetExecutionContext, collection_topics: AssetManife
                   metadata={**{k: v for k, v in figures.items() if k not in ("seconds", "drop_reasons")},
                             "gallery": MetadataValue.url(f"file://{index}"), "drop_reasons": MetadataValue.json(figures["drop_reasons"]),
                             "seconds": MetadataValue.json(result.seconds),
-                            "pages_sample": _md(published.sort_values("demand").head(15)[["title", "feed_size", "predicted_precision", "demand"]]),
-                            "dropped_sample": _md(dropped[["title", "reason"]], 20)})
+                            "pages_sample": markdown_table(published.sort_values("demand").head(15)[["title", "feed_size", "predicted_precision", "demand"]]),
+                            "dropped_sample": markdown_table(dropped[["title", "reason"]], 20)})
 
 
 @asset_check(asset=landing_pages, partitions_def=catalog_partitions, blocking=False,
@@ -235,8 +232,8 @@ def search_log_baseline(context: AssetExecutionContext, search_demand: AssetMani
                "precision_estimate": config.baseline_precision}
     return Output(AssetManifest(uris={"pages": f"{base}/baseline_pages.parquet", "feeds": f"{base}/baseline_feeds.parquet"}, figures=figures),
                   metadata={**figures, "baseline_pages": MetadataValue.url(f"file://{gallery.root / 'baseline.html'}"),
-                            "pages_sample": _md(published[["title", "query", "demand", "feed_size", "predicted_precision"]], 20),
-                            "dropped_sample": _md(dropped[["query", "reason"]], 20)})
+                            "pages_sample": markdown_table(published[["title", "query", "demand", "feed_size", "predicted_precision"]], 20),
+                            "dropped_sample": markdown_table(dropped[["query", "reason"]], 20)})
 
 
 @asset(group_name="collections", partitions_def=catalog_partitions, kinds={"mlflow", "matplotlib"})
@@ -266,7 +263,7 @@ def collection_report(context: AssetExecutionContext, landing_pages: AssetManife
         write_table(sweep, f"{base}/report_sweep.parquet")
         chart = plot_report(sweep, int(log["count"].sum()), Path(base) / "collection_report.png")
         metadata["chart"] = MetadataValue.path(str(chart))
-        metadata["sweep"] = _md(sweep.round(4))
+        metadata["sweep"] = markdown_table(sweep.round(4))
     else:
         context.log.info("no labels.parquet beside the catalog: precision and the log-size sweep are skipped")
     with mlflow.run(f"collections-{context.partition_key}", tags={"stage": "collections", "snapshot": context.partition_key,

@@ -11,12 +11,9 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
 
 from assets.partitions import catalog_partitions
 from ml.catalog.store import item_pixels, read_table, write_table
+from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
 from orchestration.resources import GenerationResource, MLflowResource, StorageResource
-
-
-def _md(frame: pd.DataFrame, rows: int = 40) -> MetadataValue:
-    return MetadataValue.md(frame.head(rows).to_markdown(index=False) if len(frame) else "_none_")
 
 
 def _labelled_images(catalog_items: AssetManifest, item_attributes: AssetManifest) -> tuple[pd.DataFrame, np.ndarray]:
@@ -55,8 +52,8 @@ def catalog_judge(context: AssetExecutionContext, catalog_items: AssetManifest, 
     return Output(AssetManifest(uris={"judge": str(folder)}, figures=figures), metadata={**figures, "path": str(folder)})
 
 
-def _prompt_pairs(rl_or_items: pd.DataFrame) -> list[tuple[str, str]]:
-    pairs = rl_or_items.dropna(subset=["color", "category"])[["color", "category"]].drop_duplicates()
+def _prompt_pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
+    pairs = items.dropna(subset=["color", "category"])[["color", "category"]].drop_duplicates()
     return sorted(map(tuple, pairs.to_numpy()))
 
 
@@ -70,6 +67,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
 
     from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
     from ml.diffusion.quality import prompt_accuracy
+    from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.train_base import BaseTrainConfig, encode_latents, train_unet, train_vae
     from ml.fairness.color_reader import demo_color_reader
     from ml.judge.classifier import CategoryJudge
@@ -97,7 +95,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     pipe.save_pretrained(folder)
     figures["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     judge, reader = CategoryJudge.load(catalog_judge.uris["judge"]), demo_color_reader()
-    quality, samples = prompt_accuracy(pipe, _prompt_pairs(items), judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
+    pairs = _prompt_pairs(items)
+    quality, samples, sample_images = prompt_accuracy(pipe, pairs, judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
     figures.update({f"base_{k}": v for k, v in quality.items()})
     per_category = (samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
                     .groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index())
@@ -109,12 +108,9 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
             run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.log_dict(per_category.to_dict("records"), "per_category.json")
-        from ml.diffusion.quality import generate
-        from ml.diffusion.sampling import SamplingConfig, images_to_uint8
-
-        shown = _prompt_pairs(items)[:: max(1, len(_prompt_pairs(items)) // 32)][:32]
-        grid_images = images_to_uint8(generate(pipe, [f"a {c} {k}" for c, k in shown], SamplingConfig(), seed=generation.eval_seed))
-        grid = plot_image_grid(grid_images, [f"{c} {k}" for c, k in shown], folder.parent / "generator_base_samples.png", "base generator samples")
+        shown = [i * generation.eval_per_prompt for i in range(0, len(pairs), max(1, len(pairs) // 32))][:32]  # one judged sample per pair
+        grid = plot_image_grid(images_to_uint8(sample_images[shown]), [f"{c} {k}" for c, k in (pairs[i // generation.eval_per_prompt] for i in shown)],
+                               folder.parent / "generator_base_samples.png", "base generator samples (judged)")
         run.client.log_artifact(run.run_id, str(grid), "samples")
         version = register_folder(run, folder, "generator", generation.registered_name, alias="base",
                                   tags={"snapshot": context.partition_key, "kind": "base", **{f"base_{k}": round(v, 4) for k, v in quality.items() if isinstance(v, float)}},
@@ -124,7 +120,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
                                            "base_color_accuracy": round(quality["color_accuracy"], 4)}})
     return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(grid)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool))}, "samples": MetadataValue.path(str(grid)),
-                            "per_category": _md(per_category.round(3)), "mlflow_run": MetadataValue.url(run.url)})
+                            "per_category": markdown_table(per_category.round(3)), "mlflow_run": MetadataValue.url(run.url)})
 
 
 @asset_check(asset=base_generator, partitions_def=catalog_partitions, blocking=False,
@@ -154,7 +150,7 @@ def rl_prompts(context: AssetExecutionContext, landing_pages: AssetManifest, sto
     write_table(prompts.assign(objects=prompts["objects"].map(list)), out)
     counts = prompts.groupby(["suite", "split"]).size().unstack(fill_value=0)
     figures = {"prompts": len(prompts), **{f"{suite}_{split}": int(n) for suite, row in counts.iterrows() for split, n in row.items()}}
-    return Output(AssetManifest(uris={"prompts": out}, figures=figures), metadata={**figures, "sample": _md(prompts.sample(min(30, len(prompts)), random_state=0))})
+    return Output(AssetManifest(uris={"prompts": out}, figures=figures), metadata={**figures, "sample": markdown_table(prompts.sample(min(30, len(prompts)), random_state=0))})
 
 
 def _bootstrap_gain(before: np.ndarray, after: np.ndarray, groups: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
