@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -52,13 +53,13 @@ def content_first(space: AttributeSpace, item_vectors: np.ndarray, hashes: np.nd
         start = time.perf_counter()
         extra["clusters"] = merge_cluster_topics(candidates, cluster_topics(space, item_vectors, config))
         seconds["clusters"] = round(time.perf_counter() - start, 2)
-    result = feeds_and_pages(candidates, CatalogView(space, item_vectors, pd.DataFrame(), hashes, np.zeros(0)), titler, topic_vectors, config)
+    result = feeds_and_pages(candidates, space, item_vectors, hashes, titler, topic_vectors, config)
     result.extra, result.seconds = extra, seconds | result.seconds
     return result
 
 
-def feeds_and_pages(candidates: TopicCandidates, view: "CatalogView", titler: Titler, topic_vectors: TopicVectors,
-                    config: CollectionConfig) -> Collections:
+def feeds_and_pages(candidates: TopicCandidates, space: AttributeSpace, item_vectors: np.ndarray, hashes: np.ndarray | None,
+                    titler: Titler, topic_vectors: TopicVectors, config: CollectionConfig) -> Collections:
     clock, seconds = time.perf_counter(), {}
 
     def lap(name: str) -> None:
@@ -69,9 +70,9 @@ def feeds_and_pages(candidates: TopicCandidates, view: "CatalogView", titler: Ti
     keys = list(candidates.topics["key"])
     titles, sources = titler.titles(keys)
     lap("titles")
-    feeds, figures = build_feeds(len(keys), candidates.rows, view.vectors, topic_vectors(keys, titles), view.hashes, config, "content-first feeds")
+    feeds, figures = build_feeds(len(keys), candidates.rows, item_vectors, topic_vectors(keys, titles), hashes, config, "content-first feeds")
     lap("feeds")
-    pages = apply_quality_bar(candidates.topics, figures, lambda t: candidates.rows(t)[0], view.space, titles, config)
+    pages = apply_quality_bar(candidates.topics, figures, lambda t: candidates.rows(t)[0], space, titles, config)
     pages["title_source"] = sources
     lap("quality bar")
     return Collections(pages, feeds, {}, seconds)
@@ -91,28 +92,33 @@ def search_log(log: pd.DataFrame, space: AttributeSpace, parser: QueryParser, in
 
 @dataclass
 class CatalogView:
-    """What both approaches read: the attribute space, product vectors, item text and image hashes."""
+    """What both approaches read: the attribute space, product vectors and item text; image
+    hashes are computed on first use (topic enumeration does not need them)."""
 
     space: AttributeSpace
     vectors: np.ndarray  # fused product vectors, item-index order
     items: pd.DataFrame  # title, description, image_hash, item-index order
-    hashes: np.ndarray  # 64-bit dHash per item
-    entry_vectors: np.ndarray
+    images_uri: str
 
     @property
     def texts(self) -> list[str]:
         return [f"{t} {d}" for t, d in zip(self.items["title"].fillna(""), self.items["description"].fillna(""))]
 
+    @cached_property
+    def hashes(self) -> np.ndarray:
+        """64-bit dHash per item."""
+        from ml.catalog.store import item_pixels
+        from ml.collections.feeds import dhash
+
+        return dhash(item_pixels(self.items["image_hash"], self.images_uri))
+
 
 def load_catalog_view(assignments_uri: str, vocabulary_uri: str, embeddings_uri: str, items_uri: str, images_uri: str) -> CatalogView:
     from ml.attributes.assign import fused_vectors
-    from ml.catalog.store import item_pixels, read_table
-    from ml.collections.feeds import dhash
+    from ml.catalog.store import read_table
     from ml.embedding.encode import read_embeddings
 
-    vocabulary = read_table(vocabulary_uri)
     item_ids, image, text = read_embeddings(embeddings_uri)
-    space = AttributeSpace.from_tables(item_ids, read_table(assignments_uri), vocabulary)
+    space = AttributeSpace.from_tables(item_ids, read_table(assignments_uri), read_table(vocabulary_uri))
     items = read_table(items_uri, ["item_id", "title", "description", "image_hash"]).set_index("item_id").loc[list(item_ids)].reset_index(drop=True)
-    hashes = dhash(item_pixels(items["image_hash"], images_uri))
-    return CatalogView(space, fused_vectors(image, text), items, hashes, np.stack(vocabulary["vector"].to_numpy()).astype(np.float32))
+    return CatalogView(space, fused_vectors(image, text), items, images_uri)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from ml.tracking.plots import plt, save_figure
 
 
 def plot_report(sweep: pd.DataFrame, headline_size: int, path: str | Path) -> Path:
     """Pages and P@10 for both approaches against the log size (log scale)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, (pages, precision) = plt.subplots(1, 2, figsize=(10, 3.8))
     x = sweep["log_queries"]
     pages.plot(x, sweep["pages"], marker="o", label="content-first")
@@ -29,7 +25,4 @@ def plot_report(sweep: pd.DataFrame, headline_size: int, path: str | Path) -> Pa
     precision.plot(x, sweep["baseline_precision_at_10"], marker="o", label="search-log baseline")
     precision.set(xscale="log", xlabel="queries in the log", ylabel="P@10", title="collection precision", ylim=(0.5, 1.01))
     precision.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

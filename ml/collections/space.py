@@ -4,6 +4,7 @@ assignments as a sparse item x entry matrix, and parsing of free text (queries) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -69,10 +70,13 @@ class AttributeSpace:
             out *= self.matrix[items, e].toarray().ravel() if len(items) else 0
         return out
 
+    @cached_property
+    def _by_entry(self) -> sp.csc_matrix:
+        return self.matrix.tocsc()
+
     def items_with(self, key: Key) -> np.ndarray:
         """Indices of items that carry every entry of the key."""
-        csc = self.matrix.tocsc() if not hasattr(self, "_csc") else self._csc
-        self._csc = csc
+        csc = self._by_entry
         sets = [csc.indices[csc.indptr[e]:csc.indptr[e + 1]] for e in key]
         out = sets[0]
         for s in sets[1:]:
