@@ -14,14 +14,8 @@ import torch
 from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline
 from ml.diffusion.sampling import SamplingConfig, encode_prompts, sample_trajectories
 from ml.diffusion.trainer import RLConfig, RLTrainer
+from benchmarks.rl_case import Redness
 from ml.rewards import MultiReward
-
-
-class Redness:
-    name = "redness"
-
-    def __call__(self, images, prompts, metadata):
-        return (images[:, 0] - images[:, 1:].mean(1)).mean((1, 2)).float().cpu().numpy()
 
 
 SHAPES = {

@@ -19,7 +19,7 @@ class Redness:
     name = "redness"
 
     def __call__(self, images, prompts, metadata):
-        return (images[:, 0] - images[:, 1:].mean(1)).mean((1, 2)).numpy()
+        return (images[:, 0] - images[:, 1:].mean(1)).mean((1, 2)).float().cpu().numpy()
 
 
 def main() -> None:

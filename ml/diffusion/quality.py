@@ -3,31 +3,19 @@ category classifier trained on real catalog images and the analytic colour reade
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
-from ml.diffusion.sampling import SamplingConfig, encode_prompts, images_to_uint8, sample_trajectories
+from ml.diffusion.sampling import SamplingConfig, generate, images_to_uint8
 
 
 def prompt(color: str | None, category: str) -> str:
     return f"a {color} {category}" if color else f"a {category}"
 
 
-@torch.no_grad()
-def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None) -> torch.Tensor:
-    """Images B x 3 x H x W in [0, 1]; batch b uses seed + b (fixed seeds for evaluation)."""
-    negative = encode_prompts(pipe, [""])
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
-        out.append(sample_trajectories(pipe, encode_prompts(pipe, prompts[start:start + batch_size]), negative, sampling, generator, unet=unet).images)
-    return torch.cat(out)
-
-
 def prompt_accuracy(pipe, pairs: list[tuple[str, str]], judge, reader, per_prompt: int = 4, sampling: SamplingConfig | None = None,
-                    seed: int = 0) -> tuple[dict, pd.DataFrame]:
-    """(figures, per-sample table) for (colour, category) pairs, `per_prompt` images each."""
+                    seed: int = 0) -> tuple[dict, pd.DataFrame, torch.Tensor]:
+    """(figures, per-sample table, images) for (colour, category) pairs, `per_prompt` images each."""
     sampling = sampling or SamplingConfig()
     rows = [(c, k) for c, k in pairs for _ in range(per_prompt)]
     images = generate(pipe, [prompt(c, k) for c, k in rows], sampling, seed)
@@ -36,4 +24,4 @@ def prompt_accuracy(pipe, pairs: list[tuple[str, str]], judge, reader, per_promp
     table = pd.DataFrame({"color": [c for c, _ in rows], "category": [k for _, k in rows], "judged_category": categories, "read_color": colors})
     figures = {"category_accuracy": float((table["category"] == table["judged_category"]).mean()),
                "color_accuracy": float((table["color"] == table["read_color"]).mean()), "samples": len(table)}
-    return figures, table
+    return figures, table, images

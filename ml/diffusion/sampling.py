@@ -67,6 +67,17 @@ def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torc
     return Trajectories(prompt_embeds, torch.stack(all_latents, 1), torch.stack(log_probs, 1), scheduler.timesteps.clone(), decode(pipe, latents))
 
 
+@torch.no_grad()
+def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None) -> torch.Tensor:
+    """Images B x 3 x H x W in [0, 1]; batch b uses seed + b (fixed seeds for evaluation)."""
+    negative = encode_prompts(pipe, [""])
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
+        out.append(sample_trajectories(pipe, encode_prompts(pipe, prompts[start:start + batch_size]), negative, sampling, generator, unet=unet).images)
+    return torch.cat(out)
+
+
 def images_to_uint8(images: torch.Tensor):
     """B x 3 x H x W in [0, 1] -> numpy uint8 B x H x W x 3."""
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from ml.diffusion.ddim import ddim_step_with_logprob
-from ml.diffusion.sampling import SamplingConfig, encode_prompts, guided_noise, sample_trajectories
+from ml.diffusion.sampling import SamplingConfig, encode_prompts, generate, guided_noise, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
 from ml.rewards.base import MultiReward
 
@@ -329,19 +329,11 @@ class RLTrainer:
 @torch.no_grad()
 def evaluate_rewards(pipe, reward: MultiReward, prompts: list[str], metadata: list[dict], sampling: SamplingConfig, seed: int = 1234,
                      batch_size: int = 64, unet=None) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
-    """(total, components, images) for the prompts, sampled with a fixed seed per batch."""
-    negative = encode_prompts(pipe, [""])
-    totals, parts, images = [], {}, []
-    was_training = (unet or pipe.unet).training
-    (unet or pipe.unet).eval()
-    for start in range(0, len(prompts), batch_size):
-        chunk, meta = prompts[start:start + batch_size], metadata[start:start + batch_size]
-        generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
-        out = sample_trajectories(pipe, encode_prompts(pipe, chunk), negative, sampling, generator, unet=unet)
-        total, components = reward(out.images, chunk, meta)
-        totals.append(total)
-        for name, values in components.items():
-            parts.setdefault(name, []).append(values)
-        images.append(out.images)
-    (unet or pipe.unet).train(was_training)
-    return np.concatenate(totals), {k: np.concatenate(v) for k, v in parts.items()}, torch.cat(images)
+    """(total, components, images) for the prompts, sampled with fixed seeds (`generate`)."""
+    model = unet or pipe.unet
+    was_training = model.training
+    model.eval()
+    images = generate(pipe, prompts, sampling, seed, batch_size, unet=unet)
+    model.train(was_training)
+    total, components = reward(images, prompts, metadata)
+    return total, components, images

@@ -10,10 +10,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_history(history: list[dict], path: str | Path, title: str) -> Path:
-    """Held-out losses and retrieval recall against training step."""
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (creating the folder) and close."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict], path: str | Path, title: str) -> Path:
+    """Held-out losses and retrieval recall against training step."""
     fig, (losses, recall) = plt.subplots(1, 2, figsize=(10, 3.6))
     steps = [h["step"] for h in history]
     for key in sorted(k for k in (history[0] if history else {}) if k.startswith("val_") and k.endswith("_loss")):
@@ -25,16 +33,11 @@ def plot_history(history: list[dict], path: str | Path, title: str) -> Path:
     recall.set(title="held-out retrieval", xlabel="step", ylim=(0, 1))
     recall.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_image_grid(images, labels: list[str], path: str | Path, title: str, columns: int = 8) -> Path:
     """uint8 N x H x W x 3 images in a grid, each with its label (prompt) underneath."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = max(1, -(-len(images) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows), squeeze=False)
     for ax in axes.ravel():
@@ -43,16 +46,11 @@ def plot_image_grid(images, labels: list[str], path: str | Path, title: str, col
         ax.imshow(image, interpolation="nearest")
         ax.set_title(label, fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
     """Per-reward curves, and the PPO ratio / clip-fraction statistics, against iteration."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, (rewards, ppo) = plt.subplots(1, 2, figsize=(10, 3.6))
     steps = [h["iteration"] for h in history]
     for key in ["reward"] + sorted(k for k in (history[0] if history else {}) if k.startswith("reward.")):
@@ -65,7 +63,4 @@ def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
     ppo.set(title="PPO statistics", xlabel="iteration", yscale="symlog")
     ppo.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
