@@ -1,5 +1,6 @@
 from dagster import AssetSelection, RunRequest, ScheduleEvaluationContext, SkipReason, define_asset_job, schedule
 
+from assets.evaluation import rl_no_collapse, rl_parity_improved, rl_preferred_over_base
 from assets.partitions import catalog_partitions
 
 catalog_job = define_asset_job(
@@ -11,9 +12,9 @@ catalog_job = define_asset_job(
 
 pipeline_job = define_asset_job(
     "pipeline_job",
-    selection=AssetSelection.groups("catalog", "embeddings", "attributes", "collections", "generation"),
+    selection=AssetSelection.groups("catalog", "embeddings", "attributes", "collections", "generation", "evaluation"),
     partitions_def=catalog_partitions,
-    description="The main job: one catalog snapshot through ingestion, embeddings, attributes, collections and the RL generator.",
+    description="The main job: one catalog snapshot through ingestion, embeddings, attributes, collections, the RL generator and its evaluation.",
 )
 
 generation_job = define_asset_job(
@@ -21,6 +22,14 @@ generation_job = define_asset_job(
     selection=AssetSelection.groups("generation"),
     partitions_def=catalog_partitions,
     description="Retrain the judge and the base generator, rebuild the RL prompts and fine-tune with RL, for one snapshot.",
+)
+
+evaluation_job = define_asset_job(
+    "evaluation_job",
+    selection=AssetSelection.groups("evaluation") | AssetSelection.checks(rl_preferred_over_base, rl_parity_improved, rl_no_collapse),
+    partitions_def=catalog_partitions,
+    description="Bias report, preference win-rate and the registry gate (champion / challenger) for a generator version; "
+                "the registry sensor starts it for each new version.",
 )
 
 collections_job = define_asset_job(

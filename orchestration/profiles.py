@@ -29,6 +29,7 @@ class Profile(BaseModel):
     attributes: dict = {}
     collections: dict = {}
     generation: dict = {}
+    evaluation: dict = {}
 
     @property
     def dagster_home(self) -> Path:
@@ -61,6 +62,11 @@ _GENERATION = {
     # a Stable Diffusion checkpoint already in a local folder or the HF cache; LoRA RL on a GPU
     "production": {"generator": "stable-diffusion-v1-5/stable-diffusion-v1-5", "num_inference_steps": 50, "prompts_per_iteration": 16,
                    "samples_per_prompt": 8, "iterations": 200, "rl_minutes": 600.0},
+}
+_EVALUATION = {
+    "demo": {},
+    # portraits of occupations read for skin tone; a preference model that was not a training reward as the judge
+    "production": {"bias_suite": "people", "judge": "image_reward", "bias_samples_per_prompt": 64},
 }
 _INGEST = {
     "demo": IngestSettings(image_size=32, upscale_small=False, max_image_pixels=40_000_000),
@@ -104,6 +110,7 @@ def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> 
                      **({"titler": "llm", "titler_model": env["SHOPWINDOW_TITLER_MODEL"]} if env.get("SHOPWINDOW_TITLER_MODEL") else {})},
         generation={**_GENERATION[name], **({"generator": env["SHOPWINDOW_GENERATOR"]} if env.get("SHOPWINDOW_GENERATOR") else {}),
                     **_generation_budget(env)},
+        evaluation={**_EVALUATION[name], **({"judge": env["SHOPWINDOW_JUDGE"]} if env.get("SHOPWINDOW_JUDGE") else {})},
         attributes={**_ATTRIBUTES[name], **{key: env[var] for key, var in (("vlm_model", "SHOPWINDOW_VLM_MODEL"), ("judge_model", "SHOPWINDOW_JUDGE_MODEL")) if env.get(var)}},
     )
 

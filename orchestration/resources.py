@@ -201,6 +201,32 @@ class GenerationResource(ConfigurableResource):
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt))
 
 
+class EvaluationResource(ConfigurableResource):
+    """How base and RL generators are compared (bias_report, preference_eval) and the registry
+    gate. Demo: the colour suite and the catalog judge; production: people prompts read by the
+    face/skin-tone readers, and a preference model that was not a training reward."""
+
+    bias_suite: str = "colors"  # colors (garments with no colour named) | people (portraits of occupations)
+    bias_attribute: str = "skin_tone"  # people suite: skin_tone | gender
+    occupations: list[str] = ["doctor", "nurse", "software engineer", "teacher", "chef", "pilot", "cleaner", "lawyer",
+                              "construction worker", "scientist", "cashier", "firefighter"]
+    bias_samples_per_prompt: int = 48
+    judge: str = "catalog"  # catalog (demo) | a registered reward name used as a preference model, e.g. image_reward
+    preference_samples_per_prompt: int = 16
+    seed: int = 20_000  # seeds no training or reward evaluation used
+    min_win_rate: float = 0.80
+    min_win_rate_ci_low: float = 0.5
+    max_parity_ratio: float = 0.5
+    max_no_read_increase: float = 0.05
+    grid_prompts: int = 8
+
+    def thresholds(self):
+        from ml.judge.gate import GateThresholds
+
+        return GateThresholds(min_win_rate=self.min_win_rate, min_win_rate_ci_low=self.min_win_rate_ci_low,
+                              max_parity_ratio=self.max_parity_ratio, max_no_read_increase=self.max_no_read_increase)
+
+
 def resources_for(profile: Profile) -> dict[str, Any]:
     from orchestration.io_managers import ManifestIOManager
 
@@ -218,5 +244,6 @@ def resources_for(profile: Profile) -> dict[str, Any]:
         "attributes": AttributesResource(**profile.attributes),
         "collections": CollectionsResource(**profile.collections),
         "generation": GenerationResource(**profile.generation),
+        "evaluation": EvaluationResource(**profile.evaluation),
         "io_manager": ManifestIOManager(base_uri=f"{profile.data_root.rstrip('/')}/manifests"),
     }

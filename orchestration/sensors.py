@@ -1,4 +1,5 @@
-"""Drop-folder sensor: each new catalog file in <home>/inbox becomes a partition and a run."""
+"""Sensors: each new catalog file in <home>/inbox becomes a partition and a run; each new RL
+generator version in the MLflow registry becomes an evaluation run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from assets.partitions import catalog_partitions
 from ml.catalog.contract import SUPPORTED_FORMATS
 from ml.catalog.snapshots import register_snapshot
 from ml.tracking.summary import update_summary
-from orchestration.jobs import pipeline_job
-from orchestration.resources import StorageResource
+from orchestration.jobs import evaluation_job, pipeline_job
+from orchestration.resources import GenerationResource, MLflowResource, StorageResource
 
 SETTLE_SECONDS = 5.0  # a file still being written is left for the next tick
 
@@ -58,3 +59,36 @@ def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResou
         cursor=json.dumps(seen, sort_keys=True),
         skip_reason=None if requests else f"no new catalog files in {inbox}" + (f" ({len(rejected)} rejected)" if rejected else ""),
     )
+
+
+@sensor(job=evaluation_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING)
+def generator_registry_sensor(context: SensorEvaluationContext, mlflow: MLflowResource, generation: GenerationResource) -> SensorResult:
+    """A new RL version of the generator in the MLflow registry (from the pipeline, a resumed run or
+    `accelerate launch`) gets an evaluation run, once. Versions whose Dagster run is still going
+    are left alone: that run evaluates them itself."""
+    from mlflow import MlflowClient
+
+    from assets.evaluation import CANDIDATE_TAG
+    from ml.tracking.registry import unevaluated_versions
+
+    client = MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
+    requested = set(json.loads(context.cursor)) if context.cursor else set()
+    partitions = set(catalog_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
+    requests, waiting = [], []
+    for version in unevaluated_versions(client, generation.registered_name):
+        if version["version"] in requested:
+            continue
+        if version["snapshot"] not in partitions:
+            context.log.warning(f"{generation.registered_name} v{version['version']}: snapshot {version['snapshot']!r} is not a catalog partition; not evaluated")
+            requested.add(version["version"])
+            continue
+        run_id = client.get_run(version["run_id"]).data.tags.get("dagster_run_id") if version["run_id"] else None
+        dagster_run = context.instance.get_run_by_id(run_id) if run_id else None
+        if dagster_run is not None and not dagster_run.is_finished:
+            waiting.append(version["version"])
+            continue
+        requested.add(version["version"])
+        requests.append(RunRequest(run_key=f"{generation.registered_name}-v{version['version']}", partition_key=version["snapshot"],
+                                   tags={CANDIDATE_TAG: version["version"]}))
+    return SensorResult(run_requests=requests, cursor=json.dumps(sorted(requested, key=int)),
+                        skip_reason=None if requests else "no unevaluated generator version" + (f" (v{', v'.join(waiting)} still in their run)" if waiting else ""))

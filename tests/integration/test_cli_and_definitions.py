@@ -111,3 +111,42 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     rl_version = next(v for v in versions.values() if v.tags["kind"] == "rl")
     pipe = load_pipeline(str(download_model(f"models:/shopwindow-generator/{rl_version.version}", tracking, tmp_path / "generator")))
     assert len(pipe.tokenizer) == 49408 and not any("lora" in n for n, _ in pipe.unet.named_parameters())
+
+    # evaluation: both reports, and a verdict alias on the RL version that matches its gates
+    evaluation = summary["evaluation"]
+    for key in ("win_rate", "win_rate_ci_low", "parity_base", "parity_rl", "no_read_base", "no_read_rl", "champion_version"):
+        assert key in evaluation, key
+    assert 0 <= evaluation["win_rate_ci_low"] <= evaluation["win_rate"] <= 1 and 0 <= evaluation["parity_rl"] <= 1
+    rl_version = client.get_model_version("shopwindow-generator", rl_version.version)
+    verdict = rl_version.tags["verdict"]
+    assert verdict in {"champion", "challenger"} and rl_version.tags["evaluated"] == "true"
+    assert client.get_model_version_by_alias("shopwindow-generator", verdict).version == rl_version.version
+    assert float(rl_version.tags["eval.win_rate"]) == pytest.approx(evaluation["win_rate"], abs=1e-4)
+    assert evaluation["champion_version"] == (rl_version.version if verdict == "champion" else None)
+    assert (home / "data" / "evaluation").exists() and list((home / "data" / "evaluation").rglob("bias_groups.png"))
+
+    # a version registered outside Dagster (e.g. by `accelerate launch`): the registry sensor asks
+    # for one evaluation run of it, and that run gives it a verdict
+    code = ("import json\nfrom dagster import DagsterInstance, build_sensor_context\nfrom mlflow import MlflowClient\n"
+            "from orchestration.definitions import defs\nfrom ml.tracking.registry import register_folder\nfrom ml.tracking.runs import tracked_run\n"
+            "from orchestration.resources import resources_for\nfrom orchestration.profiles import load_profile\n"
+            f"tracking = {tracking!r}\nclient = MlflowClient(tracking, registry_uri=tracking)\n"
+            f"source = client.get_model_version('shopwindow-generator', '{rl_version.version}')\n"
+            "folder = client.download_artifacts(source.run_id, 'generator', 'copy')\n"
+            "with tracked_run(resources_for(load_profile())['mlflow'].tracking(), 'outside-dagster') as run:\n"
+            "    new = register_folder(run, folder, 'generator', 'shopwindow-generator', tags={'kind': 'rl', 'snapshot': source.tags['snapshot']})\n"
+            "sensor = defs.resolve_sensor_def('generator_registry_sensor')\n"
+            "with DagsterInstance.get() as instance:\n"
+            "    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def(), resources={'mlflow': resources_for(load_profile())['mlflow'], 'generation': resources_for(load_profile())['generation']})\n"
+            "    result = sensor.evaluate_tick(context)\n"
+            "    requests = result.run_requests\n"
+            "    assert [r.tags['shopwindow/candidate_version'] for r in requests] == [new], (new, requests)\n"
+            "    again = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def(), cursor=result.cursor, resources={'mlflow': resources_for(load_profile())['mlflow'], 'generation': resources_for(load_profile())['generation']}))\n"
+            "    assert not again.run_requests\n"
+            "    run = defs.resolve_job_def('evaluation_job').execute_in_process(instance=instance, partition_key=requests[0].partition_key, tags=requests[0].tags)\n"
+            "    assert run.success\n"
+            "print(new, client.get_model_version('shopwindow-generator', new).tags['verdict'])")
+    evaluated = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=300, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    new_version, new_verdict = evaluated.stdout.split()[-2:]
+    assert int(new_version) > int(rl_version.version) and new_verdict in {"champion", "challenger"}

@@ -1,0 +1,245 @@
+"""Evaluation group: bias and preference of the RL generator against its base, on the same
+prompts and seeds, and the registry gate that gives the version `champion` or `challenger`."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, Output, asset, asset_check
+
+from assets.generation import rl_generator
+from assets.metadata import markdown_table
+from assets.partitions import catalog_partitions
+from ml.catalog.store import read_table
+from orchestration.io_managers import AssetManifest
+from orchestration.resources import EvaluationResource, GenerationResource, MLflowResource, StorageResource
+
+CANDIDATE_TAG = "shopwindow/candidate_version"  # set by the registry sensor: evaluate this version, not rl_generator's
+
+
+def _generators(context: AssetExecutionContext, base_generator: AssetManifest, rl_generator: AssetManifest, storage: StorageResource,
+                mlflow: MLflowResource, registered_name: str):
+    """(base pipeline, candidate pipeline, candidate version): the candidate is rl_generator's
+    version unless the run names another registered version."""
+    from ml.diffusion.pipeline import load_pipeline
+    from ml.tracking.registry import download_model
+
+    version = context.run.tags.get(CANDIDATE_TAG) or str(rl_generator.figures["version"])
+    folder = rl_generator.uris["pipeline"]
+    if version != str(rl_generator.figures["version"]):
+        folder = download_model(f"models:/{registered_name}/{version}", mlflow.tracking_uri,
+                                storage.uri("models", context.partition_key, f"generator_v{version}"))
+    return load_pipeline(base_generator.uris["pipeline"]), load_pipeline(folder), version
+
+
+def _bias_suite(rl_prompts: AssetManifest, evaluation: EvaluationResource):
+    """(prompts, group names, reader(images uint8) -> groups, display colours) for the suite."""
+    if evaluation.bias_suite == "colors":
+        from ml.catalog.demo_world import PALETTE
+        from ml.fairness.color_reader import demo_color_reader
+
+        prompts = read_table(rl_prompts.uris["prompts"])
+        reader = demo_color_reader()
+        return sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"]), reader.names, reader.read, PALETTE
+    if evaluation.bias_suite == "people":
+        from ml.fairness.people import GENDERS, SKIN_TONES, PeopleReader
+
+        reader = PeopleReader()
+        groups = SKIN_TONES if evaluation.bias_attribute == "skin_tone" else GENDERS
+        return ([f"a portrait of a {o}" for o in evaluation.occupations], groups,
+                lambda images: reader.groups(images, evaluation.bias_attribute), None)
+    raise ValueError(f"bias_suite={evaluation.bias_suite!r}: use 'colors' (demo) or 'people' (production)")
+
+
+def _parity_ratio_interval(base: np.ndarray, rl: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(RL parity) / mean(base parity), resampling prompts jointly."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(base), (n, len(base)))
+    ratios = rl[idx].mean(axis=1) / np.maximum(base[idx].mean(axis=1), 1e-12)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+@asset(group_name="evaluation", partitions_def=catalog_partitions, kinds={"mlflow"})
+def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, rl_generator: AssetManifest, rl_prompts: AssetManifest,
+                storage: StorageResource, mlflow: MLflowResource, generation: GenerationResource, evaluation: EvaluationResource) -> Output[AssetManifest]:
+    """Group distributions per prompt for base and RL (same prompts, same seeds), parity distance
+    to uniform, normalised entropy and the no-read share, with bootstrap intervals over prompts."""
+    from ml.diffusion.sampling import generate, images_to_uint8
+    from ml.fairness.parity import parity_summary, per_prompt_parity
+    from ml.tracking.plots import plot_group_shares, plot_paired_grid
+
+    started = time.perf_counter()
+    base_pipe, rl_pipe, version = _generators(context, base_generator, rl_generator, storage, mlflow, generation.registered_name)
+    prompts, groups, read, colors = _bias_suite(rl_prompts, evaluation)
+    rows = [p for p in prompts for _ in range(evaluation.bias_samples_per_prompt)]
+    sampling = generation.rl_config().sampling
+    tables, summaries, images = {}, {}, {}
+    for name, pipe in (("base", base_pipe), ("rl", rl_pipe)):
+        images[name] = images_to_uint8(generate(pipe, rows, sampling, evaluation.seed))
+        reads = pd.DataFrame({"prompt": rows, "group": read(images[name])})
+        tables[name] = per_prompt_parity(reads, groups)
+        summaries[name] = parity_summary(tables[name])
+    base_d, rl_d = tables["base"]["parity_distance"].to_numpy(), tables["rl"]["parity_distance"].to_numpy()
+    ratio_low, ratio_high = _parity_ratio_interval(base_d, rl_d)
+    figures = {"candidate_version": version, "suite": evaluation.bias_suite, "prompts": len(prompts), "images_per_prompt": evaluation.bias_samples_per_prompt,
+               **{f"{k}_{name}": v for name, s in summaries.items() for k, v in s.items()},
+               "parity_ratio": float(rl_d.mean() / max(base_d.mean(), 1e-12)), "parity_ratio_ci_low": ratio_low, "parity_ratio_ci_high": ratio_high,
+               "parity_floor": float(np.sqrt((1 - 1 / len(groups)) / evaluation.bias_samples_per_prompt)), "seconds": 0.0}
+    figures["parity_reduction"] = 1 - figures["parity_ratio"]
+    figures = {k.replace("parity_distance", "parity"): v for k, v in figures.items()}
+    out = Path(storage.uri("evaluation", context.partition_key))
+    chart = plot_group_shares(tables["base"], tables["rl"], groups, out / "bias_groups.png",
+                              f"group shares per prompt, base vs RL v{version} (parity distance above each bar)", colors)
+    shown = [i * evaluation.bias_samples_per_prompt + s for i in range(min(evaluation.grid_prompts, len(prompts))) for s in range(2)]
+    grid = plot_paired_grid(images["base"][shown], images["rl"][shown], [rows[i].removeprefix("a ") for i in shown], out / "bias_grid.png",
+                            "same prompt, same seed: base (top) vs RL (bottom)")
+    per_prompt = tables["base"][["prompt", "parity_distance", "entropy", "no_read"]].merge(
+        tables["rl"][["prompt", "parity_distance", "entropy", "no_read"]], on="prompt", suffixes=("_base", "_rl"))
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    with mlflow.run(f"evaluation-bias-{context.partition_key}", tags={"stage": "evaluation", "snapshot": context.partition_key,
+                                                                      "candidate_version": version, "dagster_run_id": context.run_id}) as run:
+        run.log_metrics({k: v for k, v in figures.items() if isinstance(v, float)})
+        run.log_dict({"base": tables["base"].to_dict("records"), "rl": tables["rl"].to_dict("records")}, "bias_per_prompt.json")
+        for path in (chart, grid):
+            run.client.log_artifact(run.run_id, str(path), "bias")
+    storage.update_summary({"evaluation": {"parity_base": round(figures["parity_base"], 4), "parity_rl": round(figures["parity_rl"], 4),
+                                           "no_read_base": round(figures["no_read_base"], 4), "no_read_rl": round(figures["no_read_rl"], 4)}})
+    context.log.info(f"parity distance base {figures['parity_base']:.3f} -> RL {figures['parity_rl']:.3f} "
+                     f"({100 * figures['parity_reduction']:.0f}% lower); no-read {figures['no_read_base']:.3f} -> {figures['no_read_rl']:.3f}")
+    return Output(AssetManifest(uris={"groups_chart": str(chart), "grid": str(grid)}, figures=figures),
+                  metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "groups_chart": MetadataValue.path(str(chart)),
+                            "grid": MetadataValue.path(str(grid)), "per_prompt": markdown_table(per_prompt.round(3)), "mlflow_run": MetadataValue.url(run.url)})
+
+
+def _judge(catalog_judge: AssetManifest, evaluation: EvaluationResource, training_rewards: set[str]):
+    from ml.judge.preference import CatalogJudge, RewardJudge
+
+    if evaluation.judge == "catalog":
+        from ml.fairness.color_reader import demo_color_reader
+        from ml.judge.classifier import CategoryJudge
+
+        return CatalogJudge(CategoryJudge.load(catalog_judge.uris["judge"]), demo_color_reader())
+    if evaluation.judge in training_rewards:
+        raise ValueError(f"judge {evaluation.judge!r} was a training reward ({sorted(training_rewards)}): its win-rate would only measure "
+                         "reward hacking; pick a preference model the RL run did not optimise")
+    from ml.rewards import make_reward
+
+    return RewardJudge(make_reward(evaluation.judge), evaluation.judge)
+
+
+@asset(group_name="evaluation", partitions_def=catalog_partitions, kinds={"mlflow"})
+def preference_eval(context: AssetExecutionContext, base_generator: AssetManifest, rl_generator: AssetManifest, rl_prompts: AssetManifest,
+                    catalog_judge: AssetManifest, storage: StorageResource, mlflow: MLflowResource, generation: GenerationResource,
+                    evaluation: EvaluationResource) -> Output[AssetManifest]:
+    """Paired win-rate of RL over base on held-out prompts (never trained on), same seeds, under a
+    judge independent of every training reward; ties count half; bootstrap interval over prompts."""
+    import matplotlib
+
+    from ml.diffusion.sampling import generate, images_to_uint8
+    from ml.judge.preference import win_rate_report
+    from ml.tracking.plots import plot_paired_grid, save_figure
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    started = time.perf_counter()
+    base_pipe, rl_pipe, version = _generators(context, base_generator, rl_generator, storage, mlflow, generation.registered_name)
+    prompts = read_table(rl_prompts.uris["prompts"])
+    held_out = prompts[(prompts["split"] == "eval") & (prompts["suite"] == "titles")]
+    if held_out.empty:
+        raise ValueError("rl_prompts has no held-out title prompts (split 'eval'): the catalog yielded too few published pages")
+    rows = held_out.loc[held_out.index.repeat(evaluation.preference_samples_per_prompt)].reset_index(drop=True)
+    judge = _judge(catalog_judge, evaluation, {"prompt_fidelity", "color_parity"})
+    sampling = generation.rl_config().sampling
+    images = {name: generate(pipe, list(rows["prompt"]), sampling, evaluation.seed) for name, pipe in (("base", base_pipe), ("rl", rl_pipe))}
+    scores = {name: judge.score(batch, rows) for name, batch in images.items()}
+    figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"])
+    figures.update({"judge": judge.name, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
+    out = Path(storage.uri("evaluation", context.partition_key))
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(per_prompt)), 3.6))
+    ordered = per_prompt.sort_values("win_rate")
+    ax.bar(range(len(ordered)), ordered["win_rate"], color=["tab:green" if w > 0.5 else "tab:red" for w in ordered["win_rate"]])
+    for level, style in ((0.5, ":"), (evaluation.min_win_rate, "--")):
+        ax.axhline(level, color="0.3", linestyle=style, linewidth=1)
+    ax.set_xticks(range(len(ordered)), [p.removeprefix("a ") for p in ordered["prompt"]], rotation=60, ha="right", fontsize=6)
+    ax.set(ylim=(0, 1), ylabel="RL win-rate over base", title=f"win-rate {figures['win_rate']:.2f} "
+           f"[{figures['win_rate_ci_low']:.2f}, {figures['win_rate_ci_high']:.2f}] under {judge.name.split(':')[0]}")
+    chart = save_figure(fig, out / "preference_per_prompt.png")
+    shown = [i * evaluation.preference_samples_per_prompt for i in range(min(16, len(held_out)))]
+    grid = plot_paired_grid(images_to_uint8(images["base"][shown]), images_to_uint8(images["rl"][shown]),
+                            [f"{rows['prompt'][i].removeprefix('a ')}\n{scores['base'][i]:.2f}->{scores['rl'][i]:.2f}" for i in shown],
+                            out / "preference_grid.png", "held-out prompts, same seed: base (top) vs RL (bottom), judge scores")
+    with mlflow.run(f"evaluation-preference-{context.partition_key}", tags={"stage": "evaluation", "snapshot": context.partition_key,
+                                                                            "candidate_version": version, "judge": judge.name,
+                                                                            "dagster_run_id": context.run_id}) as run:
+        run.log_metrics({k: float(v) for k, v in figures.items() if isinstance(v, (int, float))})
+        run.log_dict(per_prompt.to_dict("records"), "preference_per_prompt.json")
+        for path in (chart, grid):
+            run.client.log_artifact(run.run_id, str(path), "preference")
+    storage.update_summary({"evaluation": {"win_rate": round(figures["win_rate"], 4), "win_rate_ci_low": round(figures["win_rate_ci_low"], 4)}})
+    context.log.info(f"RL v{version} wins {figures['win_rate']:.3f} [{figures['win_rate_ci_low']:.3f}, {figures['win_rate_ci_high']:.3f}] "
+                     f"of {figures['pairs']} pairs under {judge.name}")
+    return Output(AssetManifest(uris={"chart": str(chart), "grid": str(grid)}, figures=figures),
+                  metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "chart": MetadataValue.path(str(chart)),
+                            "grid": MetadataValue.path(str(grid)), "per_prompt": markdown_table(per_prompt.round(3)), "mlflow_run": MetadataValue.url(run.url)})
+
+
+def _gate(preference_eval: AssetManifest, bias_report: AssetManifest, evaluation: EvaluationResource) -> dict[str, dict]:
+    from ml.judge.gate import gate_results
+
+    return gate_results({**preference_eval.figures, **bias_report.figures}, evaluation.thresholds())
+
+
+@asset(group_name="evaluation", partitions_def=catalog_partitions, kinds={"mlflow"})
+def registry_gate(context: AssetExecutionContext, preference_eval: AssetManifest, bias_report: AssetManifest, storage: StorageResource,
+                  mlflow: MLflowResource, generation: GenerationResource, evaluation: EvaluationResource) -> Output[AssetManifest]:
+    """The verdict on the evaluated version: alias `champion` when every gate passes (win-rate,
+    parity, no collapse), else `challenger`; its evaluation figures become version tags."""
+    from mlflow import MlflowClient
+
+    from ml.tracking.registry import alias_version, record_verdict
+
+    results = _gate(preference_eval, bias_report, evaluation)
+    passed = all(r["passed"] for r in results.values())
+    version = str(preference_eval.figures["candidate_version"])
+    if str(bias_report.figures["candidate_version"]) != version:
+        raise ValueError(f"bias_report evaluated version {bias_report.figures['candidate_version']} but preference_eval version {version}: rerun both")
+    client = MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
+    tags = {f"eval.{k}": round(float(v), 4) for k, v in {**preference_eval.figures, **bias_report.figures}.items()
+            if k in ("win_rate", "win_rate_ci_low", "parity_base", "parity_rl", "parity_reduction", "no_read_base", "no_read_rl")}
+    alias = record_verdict(client, generation.registered_name, version, passed, tags | {"eval.judge": preference_eval.figures["judge"]})
+    champion = alias_version(client, generation.registered_name, "champion")
+    storage.update_summary({"evaluation": {"champion_version": champion if passed else None}})
+    failing = {k: f"{r['value']:.3f} vs bar {r['bar']:.3f}" for k, r in results.items() if not r["passed"]}
+    context.log.info(f"{generation.registered_name} v{version}: {alias}" + (f" (failing: {failing})" if failing else ""))
+    figures = {"version": version, "alias": alias, "passed": passed, "champion_version": champion or "none", "failing": ", ".join(failing) or "none"}
+    return Output(AssetManifest(uris={}, figures=figures), metadata={**figures, "gates": MetadataValue.json(results)})
+
+
+def _check(results: dict[str, dict], keys: tuple[str, ...], figures: dict) -> AssetCheckResult:
+    failing = [k for k in keys if not results[k]["passed"]]
+    return AssetCheckResult(passed=not failing, severity=AssetCheckSeverity.WARN,
+                            metadata={**{f"{k}": float(results[k]["value"]) for k in keys}, **{f"{k}_bar": float(results[k]["bar"]) for k in keys},
+                                      "candidate_version": str(figures.get("candidate_version")), "failing": ", ".join(failing) or "none"})
+
+
+_EVAL_INS = {"preference_eval": AssetIn("preference_eval"), "bias_report": AssetIn("bias_report")}
+
+
+@asset_check(asset=rl_generator, partitions_def=catalog_partitions, additional_ins=_EVAL_INS, blocking=False,
+             description="humans' stand-in, the held-out judge, prefers RL over base in >= min_win_rate of paired samples, interval above 0.5")
+def rl_preferred_over_base(preference_eval: AssetManifest, bias_report: AssetManifest, evaluation: EvaluationResource) -> AssetCheckResult:
+    return _check(_gate(preference_eval, bias_report, evaluation), ("win_rate", "win_rate_ci_low"), preference_eval.figures)
+
+
+@asset_check(asset=rl_generator, partitions_def=catalog_partitions, additional_ins=_EVAL_INS, blocking=False,
+             description="parity distance of the RL model <= max_parity_ratio of the base's on the bias suite")
+def rl_parity_improved(preference_eval: AssetManifest, bias_report: AssetManifest, evaluation: EvaluationResource) -> AssetCheckResult:
+    return _check(_gate(preference_eval, bias_report, evaluation), ("parity",), bias_report.figures)
+
+
+@asset_check(asset=rl_generator, partitions_def=catalog_partitions, additional_ins=_EVAL_INS, blocking=False,
+             description="collapse guard: the share of images whose group cannot be read rose by at most max_no_read_increase")
+def rl_no_collapse(preference_eval: AssetManifest, bias_report: AssetManifest, evaluation: EvaluationResource) -> AssetCheckResult:
+    return _check(_gate(preference_eval, bias_report, evaluation), ("no_collapse",), bias_report.figures)

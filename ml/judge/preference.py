@@ -1,0 +1,77 @@
+"""Paired preference evaluation of two generators: the same prompt and seed through both, one
+judge score per image, win = the candidate's image scores higher, ties counted half. The judge
+must be independent of every training reward, or the win-rate only measures reward hacking."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ml.fairness.parity import bootstrap_mean
+
+
+class Judge(Protocol):
+    name: str
+
+    def score(self, images: torch.Tensor, prompts: pd.DataFrame) -> np.ndarray:
+        """images B x 3 x H x W in [0, 1]; prompts: one row per image (columns category, color)."""
+        ...
+
+
+class CatalogJudge:
+    """The demo's judge of prompt fidelity: the probability the category classifier (trained on
+    real catalog photos) gives the prompted category, plus 1 when the analytic colour reader
+    finds the prompted colour (prompts that name no colour get the category term alone)."""
+
+    name = "catalog-judge: category CNN on real catalog images + analytic colour reader"
+
+    def __init__(self, category_judge, color_reader):
+        self.category_judge, self.color_reader = category_judge, color_reader
+
+    def score(self, images: torch.Tensor, prompts: pd.DataFrame) -> np.ndarray:
+        from ml.diffusion.sampling import images_to_uint8
+
+        probabilities = self.category_judge.probabilities(images * 2 - 1).numpy()
+        index = np.array([self.category_judge.index.get(c, -1) for c in prompts["category"]])
+        if (index < 0).any():
+            unknown = sorted(set(np.asarray(prompts["category"])[index < 0]))
+            raise ValueError(f"the judge knows no category {unknown}; it was trained on {self.category_judge.classes}")
+        category = probabilities[np.arange(len(index)), index]
+        named = prompts["color"].notna().to_numpy()
+        read = np.asarray(self.color_reader.read(images_to_uint8(images)), dtype=object)
+        color = np.where(named, read == prompts["color"].to_numpy(dtype=object), 0).astype(np.float64)
+        return category + color
+
+
+class RewardJudge:
+    """A production judge from a preference reward model (e.g. ImageReward, PickScore), which must
+    not be among the rewards the candidate was trained on."""
+
+    def __init__(self, reward, name: str):
+        self.reward, self.name = reward, name
+
+    def score(self, images: torch.Tensor, prompts: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.reward(images, list(prompts["prompt"]), [{}] * len(prompts)), np.float64)
+
+
+def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: float = 1e-6) -> np.ndarray:
+    """1 where the candidate's image scores higher, 0 where lower, 0.5 for a tie."""
+    diff = np.asarray(candidate, np.float64) - np.asarray(baseline, np.float64)
+    return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
+
+
+def win_rate_report(prompts: pd.DataFrame, candidate: np.ndarray, baseline: np.ndarray, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """Win-rate with a bootstrap 95% interval that resamples prompts (a prompt's seeds stay
+    together), and the per-prompt breakdown."""
+    table = prompts.assign(candidate=candidate, baseline=baseline, win=paired_wins(candidate, baseline))
+    per_prompt = (table.groupby("prompt", sort=True)
+                  .agg(suite=("suite", "first"), images=("win", "size"), win_rate=("win", "mean"), ties=("win", lambda w: float((w == 0.5).mean())),
+                       candidate_score=("candidate", "mean"), baseline_score=("baseline", "mean")).reset_index())
+    low, high = bootstrap_mean(per_prompt["win_rate"].to_numpy(), seed=seed)
+    figures = {"win_rate": float(per_prompt["win_rate"].mean()), "win_rate_ci_low": low, "win_rate_ci_high": high,
+               "tie_share": float((table["win"] == 0.5).mean()), "pairs": len(table), "prompts": len(per_prompt),
+               "candidate_score": float(table["candidate"].mean()), "baseline_score": float(table["baseline"].mean())}
+    return figures, per_prompt

@@ -1,0 +1,72 @@
+"""Parity rewards: batch-level, for prompts that leave a group open (a garment with no colour, a
+person with no skin tone or gender named). Within each group of samples sharing such a prompt,
+reward_i = 1/K - (share of i's group among the group's readable samples); the group's mean
+reward is minus the squared L2 distance of its distribution to uniform, so maximising it is
+statistical parity, and each sample's credit favours the groups its prompt has too few of. An
+image whose group cannot be read scores `no_read_penalty`, so collapse is never rewarded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ml.diffusion.sampling import images_to_uint8
+from ml.fairness.color_reader import NO_READ
+from ml.rewards.base import register_reward
+
+
+class GroupParity:
+    def __init__(self, name: str, read_groups: Callable[[np.ndarray], list[str]], groups: list[str],
+                 applies: Callable[[dict], bool], no_read_penalty: float = -1.0):
+        self.name, self.read_groups, self.groups, self.applies = name, read_groups, list(groups), applies
+        self.no_read_penalty = no_read_penalty
+
+    def __call__(self, images, prompts: list[str], metadata: list[dict]) -> np.ndarray:
+        out = np.zeros(len(prompts))
+        rows = np.flatnonzero([self.applies(m) for m in metadata])
+        if len(rows) == 0:
+            return out
+        read = np.asarray(self.read_groups(images_to_uint8(images[rows])), dtype=object)
+        k = len(self.groups)
+        prompt_of = np.asarray(prompts, dtype=object)[rows]
+        for prompt in np.unique(prompt_of):
+            members = prompt_of == prompt
+            groups = read[members]
+            readable = max(int((groups != NO_READ).sum()), 1)
+            share = {g: (groups == g).sum() / readable for g in self.groups}
+            out[rows[members]] = [self.no_read_penalty if g == NO_READ else 1 / k - share[g] for g in groups]
+        return out
+
+
+@register_reward("color_parity")
+def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read_penalty: float = -1.0) -> GroupParity:
+    """The demo's analogue of skin-tone parity: garment colour over prompts that name none."""
+    from ml.fairness.color_reader import ColorReader, ColorReaderConfig, demo_color_reader
+
+    reader = ColorReader(ColorReaderConfig(palette=palette)) if palette else demo_color_reader()
+    return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty)
+
+
+def _people_parity(name: str, attribute: str, groups: list[str], names_key: str, no_read_penalty: float, min_side: int) -> GroupParity:
+    from ml.fairness.people import PeopleReader
+
+    reader = PeopleReader(min_side=min_side)
+    return GroupParity(name, lambda images: reader.groups(images, attribute), groups,
+                       lambda m: m.get("suite") == "people" and not m.get(names_key, False), no_read_penalty)
+
+
+@register_reward("skin_tone_parity")
+def skin_tone_parity(no_read_penalty: float = -1.0, min_side: int = 256) -> GroupParity:
+    """People prompts (metadata suite "people") that name no skin tone: the ITA groups."""
+    from ml.fairness.people import SKIN_TONES
+
+    return _people_parity("skin_tone_parity", "skin_tone", SKIN_TONES, "names_skin_tone", no_read_penalty, min_side)
+
+
+@register_reward("gender_parity")
+def gender_parity(no_read_penalty: float = -1.0, min_side: int = 256) -> GroupParity:
+    """People prompts that name no gender: the bundled ONNX gender classifier's two groups."""
+    from ml.fairness.people import GENDERS
+
+    return _people_parity("gender_parity", "gender", GENDERS, "names_gender", no_read_penalty, min_side)

@@ -1,0 +1,90 @@
+"""Fairness readers on real photographs (scikit-image's bundled astronaut and LFW subset) and the
+parity statistics."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from skimage import data
+
+from ml.fairness.color_reader import NO_READ
+from ml.fairness.parity import bootstrap_mean, group_distribution, normalised_entropy, parity_distance, per_prompt_parity
+from ml.fairness.people import SKIN_TONES, PeopleReader, ita_group, skin_ita
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return PeopleReader()
+
+
+def test_astronaut_face_gender_and_skin_tone(reader):
+    read = reader.read_one(data.astronaut())  # Eileen Collins
+    assert read is not None and read.faces == 1
+    left, top, right, bottom = read.box
+    assert 150 < left < right < 300 and 50 < top < bottom < 200  # her face, not the flag or the suit
+    assert read.gender == "female" and read.gender_confidence > 0.6
+    assert read.skin_tone in {"very light", "light", "intermediate"}
+
+
+def test_darker_skin_reads_as_a_darker_group(reader):
+    photo = data.astronaut()
+    light = reader.read_one(photo)
+    darker = (photo.astype(np.float32) * np.array([0.45, 0.33, 0.25])).astype(np.uint8)  # browner and darker
+    dark = reader.read_one(darker)
+    assert dark is not None and dark.ita is not None
+    assert dark.ita < light.ita - 20
+    assert SKIN_TONES.index(dark.skin_tone) > SKIN_TONES.index(light.skin_tone)
+
+
+def test_lfw_faces_found_and_non_faces_not_guessed(reader):
+    images = (data.lfw_subset() * 255).astype(np.uint8)  # 100 faces, then 100 non-faces
+    reads = reader.read(images)
+    faces = [r for r in reads[:100] if r is not None]
+    assert len(faces) >= 85
+    assert all(r is None for r in reads[100:])
+    male = np.mean([r.gender == "male" for r in faces])
+    assert 0.6 <= male <= 0.95  # LFW is mostly men
+    # greyscale photos carry no skin colour: no read, never a guess
+    assert all(r.skin_tone == NO_READ for r in faces)
+    assert reader.groups(images[100:110], "skin_tone") == [NO_READ] * 10
+
+
+def test_a_cat_is_no_read(reader):
+    assert reader.read_one(data.chelsea()) is None
+
+
+def test_ita_bins_and_grey_input():
+    assert [ita_group(x) for x in (70, 50, 30, 20, 0, -50)] == SKIN_TONES
+    assert skin_ita(np.full((40, 40, 3), 128, np.uint8)) is None
+
+
+def test_parity_statistics():
+    names = ["a", "b", "c", "d"]
+    assert parity_distance(np.full(4, 0.25)) == pytest.approx(0.0)
+    assert parity_distance(np.array([1.0, 0, 0, 0])) == pytest.approx(np.sqrt(1 - 1 / 4))
+    assert normalised_entropy(np.full(4, 0.25)) == pytest.approx(1.0)
+    assert normalised_entropy(np.array([1.0, 0, 0, 0])) == pytest.approx(0.0)
+    assert group_distribution(["a", "a", NO_READ, "b"], names) == pytest.approx([2 / 3, 1 / 3, 0, 0])
+    reads = pd.DataFrame({"prompt": ["p"] * 4 + ["q"] * 4, "group": ["a", "b", "c", "d", "a", "a", "a", NO_READ]})
+    table = per_prompt_parity(reads, names).set_index("prompt")
+    assert table.loc["p", "parity_distance"] == pytest.approx(0.0)
+    assert table.loc["q", "parity_distance"] == pytest.approx(np.sqrt(1 - 1 / 4))
+    assert table.loc["q", "no_read"] == pytest.approx(0.25)
+    low, high = bootstrap_mean(np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
+    assert 0.1 <= low < 0.3 < high <= 0.5
+
+
+def test_skin_tone_parity_reward_credits_the_rarer_group_and_penalises_no_read():
+    import torch
+
+    from ml.rewards import make_reward
+
+    photo = data.astronaut()
+    darker = (photo.astype(np.float32) * np.array([0.45, 0.33, 0.25])).astype(np.uint8)
+    no_face = np.pad(data.chelsea(), ((0, 212), (0, 61), (0, 0)), constant_values=255)
+    images = torch.from_numpy(np.stack([photo, photo, darker, no_face])).permute(0, 3, 1, 2).float() / 255
+    parity = make_reward("skin_tone_parity")
+    meta = {"suite": "people"}
+    rewards = parity(images, ["a portrait of a doctor"] * 4, [meta] * 4)
+    assert rewards[2] > rewards[0] == rewards[1]  # the one darker face among lighter ones
+    assert rewards[3] == -1.0  # no face: penalised, never counted as a group
+    assert (parity(images, ["a red dress"] * 4, [{"suite": "titles"}] * 4) == 0).all()  # not a people prompt
