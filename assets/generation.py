@@ -10,21 +10,14 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, Output, asset, asset_check
 
 from assets.partitions import catalog_partitions
-from ml.catalog.store import item_pixels, read_table, write_table
+from ml.catalog.store import labelled_images, read_table, write_table
 from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
 from orchestration.resources import GenerationResource, MLflowResource, StorageResource
 
 
 def _labelled_images(catalog_items: AssetManifest, item_attributes: AssetManifest) -> tuple[pd.DataFrame, np.ndarray]:
-    """Items with their most confident category and colour (from item_attributes), and pixels."""
-    items = read_table(catalog_items.uris["items"], ["item_id", "image_hash"])
-    assigned = read_table(item_attributes.uris["item_attributes"])
-    top = (assigned[assigned["type"].isin(["category", "color"])].sort_values("confidence")
-           .drop_duplicates(["item_id", "type"], keep="last").pivot(index="item_id", columns="type", values="phrase"))
-    top = top.reindex(columns=["category", "color"])
-    items = items.join(top, on="item_id").dropna(subset=["category"]).reset_index(drop=True)
-    return items, item_pixels(items["image_hash"], catalog_items.uris["images"])
+    return labelled_images(catalog_items.uris["items"], catalog_items.uris["images"], item_attributes.uris["item_attributes"])
 
 
 @asset(group_name="generation", partitions_def=catalog_partitions, kinds={"pytorch", "safetensors"})
@@ -173,6 +166,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     import torch
 
     from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.prompts import prompt_metadata
     from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.trainer import PretrainData, RLTrainer, evaluate_rewards
     from ml.rewards import make_multi_reward
@@ -185,11 +179,10 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     prompts = read_table(rl_prompts.uris["prompts"])
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"])]  # composition needs a detector reward (production)
     train, held_out = prompts[prompts["split"].isin(["train", "both"])], prompts[prompts["split"].isin(["eval", "both"])]
-    meta = lambda frame: [{"names_color": bool(n), "suite": s} for n, s in zip(frame["names_color"], frame["suite"])]  # noqa: E731
+    meta = prompt_metadata
     eval_prompts = [p for p in held_out["prompt"] for _ in range(generation.eval_samples_per_prompt)]
     eval_meta = [m for m in meta(held_out) for _ in range(generation.eval_samples_per_prompt)]
-    reward = make_multi_reward({"prompt_fidelity": {"weight": generation.fidelity_weight, "model": dual_encoder.uris["model"]},
-                                "color_parity": {"weight": generation.parity_weight}})
+    reward = make_multi_reward(generation.reward_spec(dual_encoder.uris["model"], prompts))
     before, before_parts, before_images = evaluate_rewards(pipe, reward, eval_prompts, eval_meta, config.sampling, generation.eval_seed)
     folder = Path(storage.uri("models", context.partition_key, "generator_rl"))
     grids = folder.parent / "rl_grids"
@@ -198,7 +191,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     with mlflow.run(f"generator-rl-{context.partition_key}", tags={"stage": "rl", "snapshot": context.partition_key,
                                                                    "dagster_run_id": context.run_id, "finetune": config.finetune}) as run:
         run.log_params({k: v for k, v in config.model_dump().items() if k != "sampling"} | config.sampling.model_dump()
-                       | {"rewards": f"prompt_fidelity x{generation.fidelity_weight} + color_parity x{generation.parity_weight}",
+                       | {"rewards": f"prompt_fidelity ({generation.fidelity_mode}) x{generation.fidelity_weight} + color_parity x{generation.parity_weight}",
                           "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:

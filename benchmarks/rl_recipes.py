@@ -32,9 +32,10 @@ def resolve_recipe(settings: dict):
     return GenerationResource(**settings).rl_config()
 
 
-def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str) -> dict:
+def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None) -> dict:
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.prompts import prompt_metadata
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.diffusion.trainer import RLTrainer, evaluate_rewards
     from ml.fairness.color_reader import demo_color_reader
@@ -48,9 +49,11 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     name = recipe.pop("name", "recipe")
     parity_weight = recipe.pop("parity_weight", 2.0)
     fidelity_weight = recipe.pop("fidelity_weight", 1.0)
+    fidelity_mode = recipe.pop("fidelity_mode", "zero_shot")
+    parity_temperature = recipe.pop("parity_temperature", 0.0)
     torch.manual_seed(0)
     config = RLConfig(**recipe.pop("rl")) if "rl" in recipe else resolve_recipe(recipe)
-    config = config.model_copy(update={"iterations": iterations, "max_minutes": 1e9})
+    config = config.model_copy(update={"iterations": iterations, "max_minutes": minutes or 1e9})
     pipe_folder = _manifest(home, "base_generator")["uris"]["pipeline"]
     pipe = load_pipeline(pipe_folder).to(device)
     base = load_pipeline(pipe_folder).to(device)
@@ -62,11 +65,23 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     if held_titles.empty:
         raise SystemExit(f"{home}: rl_prompts has no held-out title prompts; use a full demo state")
     fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
-    meta = lambda frame: [{"names_color": bool(n), "suite": s} for n, s in zip(frame["names_color"], frame["suite"])]  # noqa: E731
-    reward = make_multi_reward({"prompt_fidelity": {"weight": fidelity_weight, "model": _manifest(home, "dual_encoder")["uris"]["model"]},
-                                "color_parity": {"weight": parity_weight}})
+    meta = prompt_metadata
+    reward = make_multi_reward({"prompt_fidelity": {"weight": fidelity_weight, "model": _manifest(home, "dual_encoder")["uris"]["model"], "mode": fidelity_mode,
+                                                    "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
+                                "color_parity": {"weight": parity_weight, "temperature": parity_temperature}})
+    pretrain = None
+    if config.pretrain_weight > 0:  # as rl_generator does: real catalog images with their captions
+        from ml.catalog.store import labelled_images
+        from ml.diffusion.train_base import encode_latents
+        from ml.diffusion.trainer import PretrainData
+
+        catalog, attributes = _manifest(home, "catalog_items")["uris"], _manifest(home, "item_attributes")["uris"]
+        items, pixels = labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"])
+        keep = items.dropna(subset=["color"]).index.to_numpy()[:5000]
+        pretrain = PretrainData(encode_latents(pipe.vae, pixels[keep]).to(device),
+                                [f"a {c} {k}" for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
     suite_size = train["suite"].map(train["suite"].value_counts())
-    trainer = RLTrainer(pipe, reward, list(train["prompt"]), meta(train), config, prompt_weights=list(1.0 / suite_size))
+    trainer = RLTrainer(pipe, reward, list(train["prompt"]), meta(train), config, prompt_weights=list(1.0 / suite_size), pretrain=pretrain)
     started = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - started
@@ -103,8 +118,9 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", default=".shopwindow")
-    parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields, plus name, parity_weight, fidelity_weight")
+    parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields, plus name, parity_weight, parity_temperature, fidelity_weight, fidelity_mode")
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--minutes", type=float, default=None, help="a time budget as well (the demo's is 5 minutes on 2 CPU cores)")
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--bias-seeds", type=int, default=48)
     parser.add_argument("--threads", type=int, default=0)
@@ -113,14 +129,14 @@ def main() -> None:
     if args.resolve:
         for recipe in args.recipe:
             recipe = json.loads(recipe)
-            keep = {k: recipe.pop(k) for k in ("name", "parity_weight", "fidelity_weight") if k in recipe}
+            keep = {k: recipe.pop(k) for k in ("name", "parity_weight", "fidelity_weight", "fidelity_mode", "parity_temperature") if k in recipe}
             print(json.dumps({**keep, "rl": resolve_recipe(recipe).model_dump()}))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for recipe in args.recipe or ['{"name": "default"}']:
-        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device)), flush=True)
+        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes)), flush=True)
 
 
 if __name__ == "__main__":

@@ -182,12 +182,21 @@ class GenerationResource(ConfigurableResource):
     kl_weight: float = 0.0
     rl_minutes: float = 5.0
     fidelity_weight: float = 1.0
+    fidelity_mode: str = "zero_shot"  # zero_shot (the dual encoder's probability of the prompted category and colour) | cosine
     parity_weight: float = 2.0
+    parity_temperature: float = 0.0  # > 0: soft colour memberships in the parity reward (see ml.rewards.parity.color_parity)
     grid_every: int = 10
     resume_from: str | None = None  # an RL checkpoint folder (.../rl/checkpoints/iteration-NNNNNN) to continue from
     eval_seed: int = 1234
     eval_samples_per_prompt: int = 8
     seed: int = 0
+
+    def reward_spec(self, dual_encoder: str, prompts) -> dict:
+        """The demo's rewards for the rl_prompts table: fidelity over its category and colour
+        vocabulary, and colour parity."""
+        return {"prompt_fidelity": {"weight": self.fidelity_weight, "model": dual_encoder, "mode": self.fidelity_mode,
+                                    "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
+                "color_parity": {"weight": self.parity_weight, "temperature": self.parity_temperature}}
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

@@ -66,3 +66,15 @@ def write_table(frame: pd.DataFrame, uri: str) -> str:
     with fs.open(path, "wb") as handle:
         frame.to_parquet(handle, index=False)
     return uri
+
+
+def labelled_images(items_uri: str, images_uri: str, attributes_uri: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Items with their most confident category and colour (from the item_attributes table), and
+    their pixels: the captions and images the generator and its judge learn from."""
+    items = read_table(items_uri, ["item_id", "image_hash"])
+    assigned = read_table(attributes_uri)
+    top = (assigned[assigned["type"].isin(["category", "color"])].sort_values("confidence")
+           .drop_duplicates(["item_id", "type"], keep="last").pivot(index="item_id", columns="type", values="phrase"))
+    top = top.reindex(columns=["category", "color"])
+    items = items.join(top, on="item_id").dropna(subset=["category"]).reset_index(drop=True)
+    return items, item_pixels(items["image_hash"], images_uri)

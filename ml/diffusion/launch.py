@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
 
     from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.prompts import prompt_metadata
     from ml.diffusion.trainer import RLConfig, RLTrainer
     from ml.rewards import make_multi_reward
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if "split" in prompts:
         prompts = prompts[prompts["split"].isin(["train", "both"])]
     pipe = load_pipeline(args.pipeline, device=str(accelerator.device))
-    metadata = [{"names_color": bool(n), "suite": s} for n, s in zip(prompts["names_color"], prompts.get("suite", ["?"] * len(prompts)))]
+    metadata = prompt_metadata(prompts)
     trainer = RLTrainer(pipe, make_multi_reward(json.loads(args.rewards)), list(prompts["prompt"]), metadata, config,
                         output_dir=args.output, accelerator=accelerator)
     if args.resume:

@@ -39,3 +39,14 @@ def build_prompts(pages: pd.DataFrame, split: Callable[[str, float], str], eval_
     # the fairness suite (one prompt per category) is trained on and evaluated on, with unseen fixed seeds
     frame["split"] = ["both" if suite == "fairness" else split(p, eval_share) for p, suite in zip(frame["prompt"], frame["suite"])]
     return frame.sort_values(["suite", "prompt"], ignore_index=True)
+
+
+def prompt_metadata(frame: pd.DataFrame) -> list[dict]:
+    """What rewards need to know of each prompt (rl_prompts rows): whether it names a colour, its
+    suite, category and colour."""
+    def value(x):
+        return None if x is None or (isinstance(x, float) and x != x) else x
+
+    columns = {c: frame[c] if c in frame else [None] * len(frame) for c in ("suite", "category", "color")}
+    return [{"names_color": bool(n), "suite": value(s) or "?", "category": value(k), "color": value(c)}
+            for n, s, k, c in zip(frame["names_color"], columns["suite"], columns["category"], columns["color"])]

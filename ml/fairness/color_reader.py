@@ -49,6 +49,16 @@ class ColorReader:
                     out[start + i] = residual[i][fg].mean(axis=0) + self.config.saturation_weight * (1 - strongest) ** 2
         return out, share
 
+    def probabilities(self, images: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        """(N x K soft group memberships, softmax of -score / temperature; a readable mask N).
+        Rewards use them so that "less black, a little more green" already earns credit when
+        every sample of a prompt still reads black."""
+        scores, share = self.scores(images)
+        readable = share >= self.config.min_foreground
+        logits = -np.where(np.isfinite(scores), scores, 1e12) / temperature
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True), readable
+
     def read(self, images: np.ndarray) -> list[str]:
         """A palette colour name per image, or NO_READ when the foreground is too small."""
         scores, share = self.scores(images)

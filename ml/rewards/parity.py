@@ -17,19 +17,33 @@ from ml.rewards.base import register_reward
 
 
 class GroupParity:
+    """`soft_read` (optional): images -> (N x K memberships, readable mask). With it each sample's
+    reward is sum_g p_i(g) (1/K - share(g)), shares being mean memberships: the same objective
+    (a group's mean is minus the squared distance of its soft shares to uniform), but a prompt
+    whose samples all read as one group still gets a learning signal."""
+
     def __init__(self, name: str, read_groups: Callable[[np.ndarray], list[str]], groups: list[str],
-                 applies: Callable[[dict], bool], no_read_penalty: float = -1.0):
+                 applies: Callable[[dict], bool], no_read_penalty: float = -1.0,
+                 soft_read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None):
         self.name, self.read_groups, self.groups, self.applies = name, read_groups, list(groups), applies
-        self.no_read_penalty = no_read_penalty
+        self.no_read_penalty, self.soft_read = no_read_penalty, soft_read
 
     def __call__(self, images, prompts: list[str], metadata: list[dict]) -> np.ndarray:
         out = np.zeros(len(prompts))
         rows = np.flatnonzero([self.applies(m) for m in metadata])
         if len(rows) == 0:
             return out
-        read = np.asarray(self.read_groups(images_to_uint8(images[rows])), dtype=object)
         k = len(self.groups)
         prompt_of = np.asarray(prompts, dtype=object)[rows]
+        if self.soft_read is not None:
+            memberships, readable = self.soft_read(images_to_uint8(images[rows]))
+            for prompt in np.unique(prompt_of):
+                members = np.flatnonzero(prompt_of == prompt)
+                ok = members[readable[members]]
+                share = memberships[ok].mean(axis=0) if len(ok) else np.full(k, 1 / k)
+                out[rows[members]] = np.where(readable[members], memberships[members] @ (1 / k - share), self.no_read_penalty)
+            return out
+        read = np.asarray(self.read_groups(images_to_uint8(images[rows])), dtype=object)
         for prompt in np.unique(prompt_of):
             members = prompt_of == prompt
             groups = read[members]
@@ -40,12 +54,16 @@ class GroupParity:
 
 
 @register_reward("color_parity")
-def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read_penalty: float = -1.0) -> GroupParity:
-    """The demo's analogue of skin-tone parity: garment colour over prompts that name none."""
+def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read_penalty: float = -1.0,
+                 temperature: float = 0.0) -> GroupParity:
+    """The demo's analogue of skin-tone parity: garment colour over prompts that name none.
+    `temperature` > 0 reads soft memberships (softmax of -reader score / temperature; reader
+    scores of a clear garment differ by thousands between its colour and the next)."""
     from ml.fairness.color_reader import ColorReader, ColorReaderConfig, demo_color_reader
 
     reader = ColorReader(ColorReaderConfig(palette=palette)) if palette else demo_color_reader()
-    return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty)
+    soft = (lambda images: reader.probabilities(images, temperature)) if temperature > 0 else None
+    return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty, soft)
 
 
 def _people_parity(name: str, attribute: str, groups: list[str], names_key: str, no_read_penalty: float, min_side: int) -> GroupParity:

@@ -214,3 +214,42 @@ def test_launch_entry_point_trains_resumes_and_saves_a_loadable_pipeline(tokeniz
     pipe = load_pipeline(str(tmp_path / "run" / "pipeline"))
     assert not any("lora" in name for name, _ in pipe.unet.named_parameters())  # fused into the weights
     assert (tmp_path / "run" / "lora").exists()
+
+
+def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
+    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
+
+    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
+    categories, colors = ["bag", "dress", "coat"], ["red", "blue"]
+    fidelity = make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors)
+    image = torch.rand(1, 3, 32, 32).expand(3, -1, -1, -1)
+    meta = [{"names_color": False, "category": c} for c in categories]
+    per_category = fidelity(image, [f"a {c}" for c in categories], meta)
+    assert per_category.sum() == pytest.approx(1.0, abs=1e-5) and (per_category > 0).all()  # one image, every category: sums to 1
+    named = fidelity(image[:2], ["a red bag", "a blue bag"], [{"names_color": True, "category": "bag", "color": c} for c in colors])
+    assert named.sum() == pytest.approx(2 * per_category[0] + 1.0, abs=1e-5)  # + the colour term, which also sums to 1
+    with pytest.raises(ValueError, match="not in the reward's vocabulary"):
+        fidelity(image[:1], ["a hat"], [{"names_color": False, "category": "hat"}])
+    with pytest.raises(ValueError, match="category vocabulary"):
+        make_reward("prompt_fidelity", model=str(folder))
+
+
+def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_read_alike():
+    from ml.catalog.demo_world import PALETTE
+
+    white = np.full((16, 16, 3), 255, np.uint8)
+    def garment(rgb):
+        image = white.copy()
+        image[3:13, 3:13] = rgb
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    meta = [{"names_color": False}] * 4
+    mixed = torch.stack([garment(PALETTE["red"])] * 3 + [garment(PALETTE["blue"])])
+    hard = make_reward("color_parity")(mixed, ["a dress"] * 4, meta)
+    sharp = make_reward("color_parity", temperature=1.0)(mixed, ["a dress"] * 4, meta)
+    assert sharp == pytest.approx(hard, abs=1e-6)
+    black, greenish = (30, 30, 30), (30, 70, 30)
+    alike = torch.stack([garment(black)] * 3 + [garment(greenish)])
+    reads = make_reward("color_parity")(alike, ["a coat"] * 4, meta)
+    soft = make_reward("color_parity", temperature=2000.0)(alike, ["a coat"] * 4, meta)
+    assert np.ptp(reads) == 0  # all four read black: the hard reward has nothing to say
+    assert soft[3] > soft[0] == pytest.approx(soft[1])  # the soft one credits the sample that leans away from black
