@@ -146,16 +146,19 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     started = time.perf_counter()
     base_pipe, rl_pipe, version = _generators(context, base_generator, rl_generator, storage, mlflow, generation.registered_name)
     prompts = read_table(rl_prompts.uris["prompts"])
-    held_out = prompts[(prompts["split"] == "eval") & (prompts["suite"] == "titles")]
+    held_out, prompt_set = prompts[(prompts["split"] == "eval") & (prompts["suite"] == "titles")], "held-out titles"
+    if held_out.empty:  # a small catalog: too few published pages for an eval split
+        held_out, prompt_set = prompts[prompts["suite"] == "fairness"], "fairness suite (no held-out titles; trained prompts, unseen seeds)"
+        context.log.warning(f"rl_prompts has no held-out title prompts: judging the {prompt_set}")
     if held_out.empty:
-        raise ValueError("rl_prompts has no held-out title prompts (split 'eval'): the catalog yielded too few published pages")
+        raise ValueError("rl_prompts has neither held-out title prompts nor a fairness suite: nothing to judge")
     rows = held_out.loc[held_out.index.repeat(evaluation.preference_samples_per_prompt)].reset_index(drop=True)
     judge = _judge(catalog_judge, evaluation, {"prompt_fidelity", "color_parity"})
     sampling = generation.rl_config().sampling
     images = {name: generate(pipe, list(rows["prompt"]), sampling, evaluation.seed) for name, pipe in (("base", base_pipe), ("rl", rl_pipe))}
     scores = {name: judge.score(batch, rows) for name, batch in images.items()}
     figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"])
-    figures.update({"judge": judge.name, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
+    figures.update({"judge": judge.name, "prompt_set": prompt_set, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
     out = Path(storage.uri("evaluation", context.partition_key))
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(per_prompt)), 3.6))
     ordered = per_prompt.sort_values("win_rate")
