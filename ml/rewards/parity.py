@@ -17,16 +17,25 @@ from ml.rewards.base import register_reward
 
 
 class GroupParity:
-    """`soft_read` (optional): images -> (N x K memberships, readable mask). With it each sample's
-    reward is sum_g p_i(g) (1/K - share(g)), shares being mean memberships: the same objective
-    (a group's mean is minus the squared distance of its soft shares to uniform), but a prompt
-    whose samples all read as one group still gets a learning signal."""
+    """`read_groups`: images -> one group name (or NO_READ) each. `soft_read` (optional): images ->
+    (N x K memberships, readable mask). Each sample's reward is sum_g p_i(g) (1/K - share(g)),
+    shares being mean memberships over the prompt's readable samples; with hard reads p_i is
+    one-hot and this is 1/K minus the share of i's group. Soft memberships keep the objective (a
+    group's mean is minus the squared distance of its shares to uniform) but still give a signal
+    when every sample of a prompt reads as the same group."""
 
     def __init__(self, name: str, read_groups: Callable[[np.ndarray], list[str]], groups: list[str],
                  applies: Callable[[dict], bool], no_read_penalty: float = -1.0,
                  soft_read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None):
         self.name, self.read_groups, self.groups, self.applies = name, read_groups, list(groups), applies
         self.no_read_penalty, self.soft_read = no_read_penalty, soft_read
+
+    def memberships(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N x K group memberships, readable mask) for uint8 images: soft if configured, else one-hot."""
+        if self.soft_read is not None:
+            return self.soft_read(images)
+        read = np.asarray(self.read_groups(images), dtype=object)
+        return (read[:, None] == np.asarray(self.groups, dtype=object)[None, :]).astype(np.float64), read != NO_READ
 
     def __call__(self, images, prompts: list[str], metadata: list[dict]) -> np.ndarray:
         out = np.zeros(len(prompts))
@@ -35,21 +44,12 @@ class GroupParity:
             return out
         k = len(self.groups)
         prompt_of = np.asarray(prompts, dtype=object)[rows]
-        if self.soft_read is not None:
-            memberships, readable = self.soft_read(images_to_uint8(images[rows]))
-            for prompt in np.unique(prompt_of):
-                members = np.flatnonzero(prompt_of == prompt)
-                ok = members[readable[members]]
-                share = memberships[ok].mean(axis=0) if len(ok) else np.full(k, 1 / k)
-                out[rows[members]] = np.where(readable[members], memberships[members] @ (1 / k - share), self.no_read_penalty)
-            return out
-        read = np.asarray(self.read_groups(images_to_uint8(images[rows])), dtype=object)
+        memberships, readable = self.memberships(images_to_uint8(images[rows]))
         for prompt in np.unique(prompt_of):
-            members = prompt_of == prompt
-            groups = read[members]
-            readable = max(int((groups != NO_READ).sum()), 1)
-            share = {g: (groups == g).sum() / readable for g in self.groups}
-            out[rows[members]] = [self.no_read_penalty if g == NO_READ else 1 / k - share[g] for g in groups]
+            members = np.flatnonzero(prompt_of == prompt)
+            ok = members[readable[members]]
+            share = memberships[ok].mean(axis=0) if len(ok) else np.full(k, 1 / k)
+            out[rows[members]] = np.where(readable[members], memberships[members] @ (1 / k - share), self.no_read_penalty)
         return out
 
 
