@@ -199,16 +199,14 @@ def registry_gate(context: AssetExecutionContext, preference_eval: AssetManifest
                   mlflow: MLflowResource, generation: GenerationResource, evaluation: EvaluationResource) -> Output[AssetManifest]:
     """The verdict on the evaluated version: alias `champion` when every gate passes (win-rate,
     parity, no collapse), else `challenger`; its evaluation figures become version tags."""
-    from mlflow import MlflowClient
-
-    from ml.tracking.registry import alias_version, record_verdict
+    from ml.tracking.registry import alias_version, record_verdict, registry_client
 
     results = _gate(preference_eval, bias_report, evaluation)
     passed = all(r["passed"] for r in results.values())
     version = str(preference_eval.figures["candidate_version"])
     if str(bias_report.figures["candidate_version"]) != version:
         raise ValueError(f"bias_report evaluated version {bias_report.figures['candidate_version']} but preference_eval version {version}: rerun both")
-    client = MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
+    client = registry_client(mlflow.tracking_uri)
     tags = {f"eval.{k}": round(float(v), 4) for k, v in {**preference_eval.figures, **bias_report.figures}.items()
             if k in ("win_rate", "win_rate_ci_low", "parity_base", "parity_rl", "parity_reduction", "no_read_base", "no_read_rl")}
     alias = record_verdict(client, generation.registered_name, version, passed, tags | {"eval.judge": preference_eval.figures["judge"]})

@@ -66,12 +66,10 @@ def generator_registry_sensor(context: SensorEvaluationContext, mlflow: MLflowRe
     """A new RL version of the generator in the MLflow registry (from the pipeline, a resumed run or
     `accelerate launch`) gets an evaluation run, once. Versions whose Dagster run is still going
     are left alone: that run evaluates them itself."""
-    from mlflow import MlflowClient
-
     from assets.evaluation import CANDIDATE_TAG
-    from ml.tracking.registry import unevaluated_versions
+    from ml.tracking.registry import registry_client, unevaluated_versions
 
-    client = MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
+    client = registry_client(mlflow.tracking_uri)
     requested = set(json.loads(context.cursor)) if context.cursor else set()
     partitions = set(catalog_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
     requests, waiting = [], []

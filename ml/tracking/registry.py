@@ -28,15 +28,21 @@ def register_folder(run: TrackedRun, folder: str | Path, artifact_path: str, mod
     return str(version.version)
 
 
+def registry_client(tracking_uri: str):
+    """An MlflowClient whose registry is the tracking store (SQLite by default); mlflow's default
+    registry URI is process-wide and may point elsewhere."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
 def download_model(model_uri: str, tracking_uri: str, dst: str | Path) -> Path:
     """`models:/name@alias` or `models:/name/version` -> a local folder, resolved with an explicit
     client (mlflow's fluent download reads the process-wide registry URI instead)."""
-    from mlflow import MlflowClient
-
     if not model_uri.startswith("models:/"):
         raise ValueError(f"{model_uri!r}: expected models:/name@alias or models:/name/version")
     name, _, ref = model_uri.removeprefix("models:/").partition("@")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
     if ref:
         version = client.get_model_version_by_alias(name, ref)
     else:
