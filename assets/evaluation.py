@@ -134,14 +134,9 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
                     evaluation: EvaluationResource) -> Output[AssetManifest]:
     """Paired win-rate of RL over base on held-out prompts (never trained on), same seeds, under a
     judge independent of every training reward; ties count half; bootstrap interval over prompts."""
-    import matplotlib
-
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.judge.preference import win_rate_report
-    from ml.tracking.plots import plot_paired_grid, save_figure
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ml.tracking.plots import plot_paired_grid, plot_win_rates
 
     started = time.perf_counter()
     base_pipe, rl_pipe, version = _generators(context, base_generator, rl_generator, storage, mlflow, generation.registered_name)
@@ -153,22 +148,16 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     if held_out.empty:
         raise ValueError("rl_prompts has neither held-out title prompts nor a fairness suite: nothing to judge")
     rows = held_out.loc[held_out.index.repeat(evaluation.preference_samples_per_prompt)].reset_index(drop=True)
-    judge = _judge(catalog_judge, evaluation, {"prompt_fidelity", "color_parity"})
+    judge = _judge(catalog_judge, evaluation, set(generation.reward_spec("", prompts)))
     sampling = generation.rl_config().sampling
     images = {name: generate(pipe, list(rows["prompt"]), sampling, evaluation.seed) for name, pipe in (("base", base_pipe), ("rl", rl_pipe))}
     scores = {name: judge.score(batch, rows) for name, batch in images.items()}
     figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"])
     figures.update({"judge": judge.name, "prompt_set": prompt_set, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
     out = Path(storage.uri("evaluation", context.partition_key))
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(per_prompt)), 3.6))
-    ordered = per_prompt.sort_values("win_rate")
-    ax.bar(range(len(ordered)), ordered["win_rate"], color=["tab:green" if w > 0.5 else "tab:red" for w in ordered["win_rate"]])
-    for level, style in ((0.5, ":"), (evaluation.min_win_rate, "--")):
-        ax.axhline(level, color="0.3", linestyle=style, linewidth=1)
-    ax.set_xticks(range(len(ordered)), [p.removeprefix("a ") for p in ordered["prompt"]], rotation=60, ha="right", fontsize=6)
-    ax.set(ylim=(0, 1), ylabel="RL win-rate over base", title=f"win-rate {figures['win_rate']:.2f} "
-           f"[{figures['win_rate_ci_low']:.2f}, {figures['win_rate_ci_high']:.2f}] under {judge.name.split(':')[0]}")
-    chart = save_figure(fig, out / "preference_per_prompt.png")
+    chart = plot_win_rates(per_prompt, evaluation.min_win_rate, out / "preference_per_prompt.png",
+                           f"win-rate {figures['win_rate']:.2f} [{figures['win_rate_ci_low']:.2f}, {figures['win_rate_ci_high']:.2f}] "
+                           f"under {judge.name.split(':')[0]}")
     shown = [i * evaluation.preference_samples_per_prompt for i in range(min(16, len(held_out)))]
     grid = plot_paired_grid(images_to_uint8(images["base"][shown]), images_to_uint8(images["rl"][shown]),
                             [f"{rows['prompt'][i].removeprefix('a ')}\n{scores['base'][i]:.2f}->{scores['rl'][i]:.2f}" for i in shown],

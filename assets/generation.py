@@ -59,7 +59,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     import torch
 
     from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
-    from ml.diffusion.quality import prompt_accuracy
+    from ml.diffusion.quality import prompt, prompt_accuracy
     from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.train_base import BaseTrainConfig, encode_latents, train_unet, train_vae
     from ml.fairness.color_reader import demo_color_reader
@@ -79,7 +79,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         coloured = items.dropna(subset=["color"]).index.to_numpy()
         figures.update(train_vae(pipe.vae, pixels[coloured], train_config))
         latents = encode_latents(pipe.vae, pixels[coloured])
-        captions = [f"a {c} {k}" for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
+        captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
         history = train_unet(pipe, latents, captions, train_config)
         figures.update({"unet_steps": history[-1]["step"] if history else 0, "unet_loss": history[-1]["loss"] if history else None,
                         "training_images": len(coloured)})
@@ -146,14 +146,12 @@ def rl_prompts(context: AssetExecutionContext, landing_pages: AssetManifest, sto
     return Output(AssetManifest(uris={"prompts": out}, figures=figures), metadata={**figures, "sample": markdown_table(prompts.sample(min(30, len(prompts)), random_state=0))})
 
 
-def _bootstrap_gain(before: np.ndarray, after: np.ndarray, groups: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+def _bootstrap_gain(before: np.ndarray, after: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
     """95% interval of mean(after - before), resampling prompts (a prompt's samples stay together:
     the parity reward is defined over a prompt's group)."""
-    rng = np.random.default_rng(seed)
-    prompts = np.unique(groups)
-    per_prompt = np.array([(after[groups == p] - before[groups == p]).mean() for p in prompts])
-    draws = per_prompt[rng.integers(0, len(prompts), (n, len(prompts)))].mean(axis=1)
-    return float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+    from ml.fairness.parity import bootstrap_mean
+
+    return bootstrap_mean(np.array([(after[groups == p] - before[groups == p]).mean() for p in np.unique(groups)]))
 
 
 @asset(group_name="generation", partitions_def=catalog_partitions, kinds={"diffusers", "mlflow"})
@@ -179,9 +177,8 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     prompts = read_table(rl_prompts.uris["prompts"])
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"])]  # composition needs a detector reward (production)
     train, held_out = prompts[prompts["split"].isin(["train", "both"])], prompts[prompts["split"].isin(["eval", "both"])]
-    meta = prompt_metadata
     eval_prompts = [p for p in held_out["prompt"] for _ in range(generation.eval_samples_per_prompt)]
-    eval_meta = [m for m in meta(held_out) for _ in range(generation.eval_samples_per_prompt)]
+    eval_meta = [m for m in prompt_metadata(held_out) for _ in range(generation.eval_samples_per_prompt)]
     reward = make_multi_reward(generation.reward_spec(dual_encoder.uris["model"], prompts))
     before, before_parts, before_images = evaluate_rewards(pipe, reward, eval_prompts, eval_meta, config.sampling, generation.eval_seed)
     folder = Path(storage.uri("models", context.partition_key, "generator_rl"))
@@ -195,7 +192,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
                           "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:
-            _, _, images = evaluate_rewards(pipe, reward, shown, meta(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet)
+            _, _, images = evaluate_rewards(pipe, reward, shown, prompt_metadata(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet)
             path = plot_image_grid(images_to_uint8(images), shown, grids / f"{name}.png", f"RL generator, {name}")
             run.client.log_artifact(run.run_id, str(path), "samples")
             return path
@@ -207,13 +204,9 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
 
         pretrain = None
         if config.pretrain_weight > 0:  # the paper's pretraining term: diffusion loss on real catalog images
-            from ml.diffusion.train_base import encode_latents
-
-            items, pixels = _labelled_images(catalog_items, item_attributes)
-            keep = items.dropna(subset=["color"]).index.to_numpy()[:5000]
-            pretrain = PretrainData(encode_latents(pipe.vae, pixels[keep]), [f"a {c} {k}" for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
+            pretrain = PretrainData.from_catalog(pipe.vae, *_labelled_images(catalog_items, item_attributes))
         suite_size = train["suite"].map(train["suite"].value_counts())
-        trainer = RLTrainer(pipe, reward, list(train["prompt"]), meta(train), config, output_dir=folder.parent / "rl", pretrain=pretrain,
+        trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, output_dir=folder.parent / "rl", pretrain=pretrain,
                             prompt_weights=list(1.0 / suite_size))  # each suite drawn equally often, however many prompts it has
         if generation.resume_from:
             trainer.load_checkpoint(generation.resume_from)

@@ -65,30 +65,25 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     if held_titles.empty:
         raise SystemExit(f"{home}: rl_prompts has no held-out title prompts; use a full demo state")
     fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
-    meta = prompt_metadata
     reward = make_multi_reward({"prompt_fidelity": {"weight": fidelity_weight, "model": _manifest(home, "dual_encoder")["uris"]["model"], "mode": fidelity_mode,
                                                     "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
                                 "color_parity": {"weight": parity_weight, "temperature": parity_temperature}})
     pretrain = None
     if config.pretrain_weight > 0:  # as rl_generator does: real catalog images with their captions
         from ml.catalog.store import labelled_images
-        from ml.diffusion.train_base import encode_latents
         from ml.diffusion.trainer import PretrainData
 
         catalog, attributes = _manifest(home, "catalog_items")["uris"], _manifest(home, "item_attributes")["uris"]
-        items, pixels = labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"])
-        keep = items.dropna(subset=["color"]).index.to_numpy()[:5000]
-        pretrain = PretrainData(encode_latents(pipe.vae, pixels[keep]).to(device),
-                                [f"a {c} {k}" for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
+        pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]))
     suite_size = train["suite"].map(train["suite"].value_counts())
-    trainer = RLTrainer(pipe, reward, list(train["prompt"]), meta(train), config, prompt_weights=list(1.0 / suite_size), pretrain=pretrain)
+    trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=list(1.0 / suite_size), pretrain=pretrain)
     started = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - started
 
     held = prompts[prompts["split"].isin(["eval", "both"])]
     eval_prompts = [p for p in held["prompt"] for _ in range(8)]
-    eval_meta = [m for m in meta(held) for _ in range(8)]
+    eval_meta = [m for m in prompt_metadata(held) for _ in range(8)]
     before, _, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
     after, _, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
     judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), demo_color_reader())

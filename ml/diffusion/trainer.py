@@ -72,6 +72,16 @@ class PretrainData:
     latents: torch.Tensor
     prompts: list[str]
 
+    @classmethod
+    def from_catalog(cls, vae, items, pixels, limit: int = 5000) -> "PretrainData":
+        """The first `limit` catalog items with a colour, captioned the way the base generator was
+        trained ("a {colour} {category}"). `items`: rows with color and category, aligned with `pixels`."""
+        from ml.diffusion.quality import prompt
+        from ml.diffusion.train_base import encode_latents
+
+        keep = items.dropna(subset=["color"]).index.to_numpy()[:limit]
+        return cls(encode_latents(vae, pixels[keep]), [prompt(c, k) for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
+
 
 class RLTrainer:
     def __init__(self, pipe, reward: MultiReward, prompts: list[str], metadata: list[dict], config: RLConfig,

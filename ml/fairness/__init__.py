@@ -1,2 +1,2 @@
-"""Group readers for fairness metrics: the demo's colour group reader (people fairness readers
-for production follow in the evaluation issue)."""
+"""Group readers and statistics for fairness metrics: the demo's colour reader, the production
+people readers (faces, gender, skin tone by ITA) and parity statistics."""

@@ -105,3 +105,15 @@ def plot_paired_grid(base_images, rl_images, labels: list[str], path: str | Path
     axes[1, 0].set_ylabel("RL", fontsize=8)
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def plot_win_rates(per_prompt, bar: float, path: str | Path, title: str) -> Path:
+    """Win-rate per prompt, sorted (green above a coin flip, red below), with 0.5 and the gate's bar."""
+    ordered = per_prompt.sort_values("win_rate")
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(ordered)), 3.6))
+    ax.bar(range(len(ordered)), ordered["win_rate"], color=["tab:green" if w > 0.5 else "tab:red" for w in ordered["win_rate"]])
+    for level, style in ((0.5, ":"), (bar, "--")):
+        ax.axhline(level, color="0.3", linestyle=style, linewidth=1)
+    ax.set_xticks(range(len(ordered)), [p.removeprefix("a ") for p in ordered["prompt"]], rotation=60, ha="right", fontsize=6)
+    ax.set(ylim=(0, 1), ylabel="RL win-rate over base", title=title)
+    return save_figure(fig, path)
