@@ -146,14 +146,6 @@ def rl_prompts(context: AssetExecutionContext, landing_pages: AssetManifest, sto
     return Output(AssetManifest(uris={"prompts": out}, figures=figures), metadata={**figures, "sample": markdown_table(prompts.sample(min(30, len(prompts)), random_state=0))})
 
 
-def _bootstrap_gain(before: np.ndarray, after: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
-    """95% interval of mean(after - before), resampling prompts (a prompt's samples stay together:
-    the parity reward is defined over a prompt's group)."""
-    from ml.fairness.parity import bootstrap_mean
-
-    return bootstrap_mean(np.array([(after[groups == p] - before[groups == p]).mean() for p in np.unique(groups)]))
-
-
 @asset(group_name="generation", partitions_def=catalog_partitions, kinds={"diffusers", "mlflow"})
 def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, rl_prompts: AssetManifest, dual_encoder: AssetManifest,
                  catalog_items: AssetManifest, item_attributes: AssetManifest, storage: StorageResource, mlflow: MLflowResource,
@@ -167,6 +159,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     from ml.diffusion.prompts import prompt_metadata
     from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.trainer import PretrainData, RLTrainer, evaluate_rewards
+    from ml.fairness.parity import bootstrap_gain
     from ml.rewards import make_multi_reward
     from ml.tracking.plots import plot_image_grid, plot_rl_history
     from ml.tracking.registry import register_folder
@@ -216,7 +209,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
         rl_minutes = (time.perf_counter() - started) / 60
         after, after_parts, after_images = trainer.evaluate(eval_prompts, eval_meta, generation.eval_seed)
         final_grid = log_grid(trainer, "final")
-        low, high = _bootstrap_gain(before, after, np.asarray(eval_prompts, dtype=object))
+        low, high = bootstrap_gain(before, after, eval_prompts)
         figures = {"reward_start": float(before.mean()), "reward_end": float(after.mean()), "reward_gain": float(after.mean() - before.mean()),
                    "reward_gain_ci_low": low, "reward_gain_ci_high": high, "rl_minutes": round(rl_minutes, 2), "iterations": trainer.iteration,
                    "samples": trainer.iteration * config.batch_size, "finetune": config.finetune,

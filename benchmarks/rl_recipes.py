@@ -39,7 +39,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.diffusion.trainer import RLTrainer, evaluate_rewards
     from ml.fairness.color_reader import demo_color_reader
-    from ml.fairness.parity import per_prompt_parity
+    from ml.fairness.parity import bootstrap_gain, per_prompt_parity
     from ml.judge.classifier import CategoryJudge
     from ml.judge.preference import CatalogJudge, win_rate_report
     from ml.rewards import make_multi_reward
@@ -86,6 +86,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     eval_meta = [m for m in prompt_metadata(held) for _ in range(8)]
     before, _, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
     after, _, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
+    gain_ci = bootstrap_gain(before, after, eval_prompts)
     judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), demo_color_reader())
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
     scores = {}
@@ -103,6 +104,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     return {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
             "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
             "reward_before": round(float(before.mean()), 4), "reward_after": round(float(after.mean()), 4),
+            "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
             "win_rate": round(preference["win_rate"], 3), "win_ci": [round(preference["win_rate_ci_low"], 3), round(preference["win_rate_ci_high"], 3)],
             "judge_base": round(preference["baseline_score"], 4), "judge_rl": round(preference["candidate_score"], 4),
             "parity_base": round(parity["base"][0], 3), "parity_rl": round(parity["rl"][0], 3),

@@ -55,6 +55,13 @@ def bootstrap_mean(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[fl
     return float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
+def bootstrap_gain(before: np.ndarray, after: np.ndarray, prompts) -> tuple[float, float]:
+    """95% interval of mean(after - before) over paired samples, resampling prompts (a prompt's
+    samples stay together: the parity reward is defined over a prompt's group)."""
+    before, after, prompts = np.asarray(before, np.float64), np.asarray(after, np.float64), np.asarray(prompts, dtype=object)
+    return bootstrap_mean(np.array([(after[prompts == p] - before[prompts == p]).mean() for p in np.unique(prompts)]))
+
+
 def parity_summary(table: pd.DataFrame, seed: int = 0) -> dict[str, float]:
     """Means over prompts with bootstrap intervals, from `per_prompt_parity`."""
     out: dict[str, float] = {}

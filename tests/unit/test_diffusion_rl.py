@@ -13,7 +13,7 @@ from ml.diffusion.ddim import ddim_step_with_logprob
 from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline
 from ml.diffusion.sampling import SamplingConfig, encode_prompts, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
-from ml.diffusion.trainer import RLConfig, RLTrainer, ppo_clip_loss
+from ml.diffusion.trainer import RLConfig, RLTrainer, ppo_clip_loss, train_step_indices
 from ml.rewards import MultiReward, RewardUnavailable, make_multi_reward, make_reward, register_reward, registered_rewards
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -80,6 +80,17 @@ def test_clipped_objective_stops_pushing_past_the_clip_range():
     # positive advantage above 1+clip, negative below 1-clip: clipped, no gradient; the others move
     assert ratio.grad.tolist() == [0.0, -1.0, 0.0, 1.0]
     assert loss.tolist() == pytest.approx([-1.1, -0.95, 0.9, 1.05])
+
+
+def test_trained_steps_are_distinct_random_and_leave_out_the_final_ones():
+    rng = np.random.default_rng(0)
+    steps = train_step_indices(rng, 64, 20, 5, skip_final=1)
+    assert steps.shape == (64, 5) and steps.max() == 18 and steps.min() == 0
+    assert all(len(set(row)) == 5 for row in steps.tolist())
+    assert train_step_indices(rng, 8, 20, 5, skip_final=0).max() <= 19
+    assert set(train_step_indices(rng, 200, 20, 5, skip_final=0).ravel()) == set(range(20))
+    assert train_step_indices(rng, 4, 4, 10, skip_final=1).shape == (4, 3)  # k capped by what is trainable
+    assert train_step_indices(rng, 4, 1, 5, skip_final=1).tolist() == [[0]] * 4  # never nothing to train
 
 
 def test_batch_advantages_are_standardised_and_clipped():

@@ -7,7 +7,7 @@ import pytest
 from skimage import data
 
 from ml.fairness.color_reader import NO_READ
-from ml.fairness.parity import bootstrap_mean, group_distribution, normalised_entropy, parity_distance, per_prompt_parity
+from ml.fairness.parity import bootstrap_gain, bootstrap_mean, group_distribution, normalised_entropy, parity_distance, per_prompt_parity
 from ml.fairness.people import SKIN_TONES, PeopleReader, ita_group, skin_ita
 
 
@@ -71,6 +71,20 @@ def test_parity_statistics():
     assert table.loc["q", "no_read"] == pytest.approx(0.25)
     low, high = bootstrap_mean(np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
     assert 0.1 <= low < 0.3 < high <= 0.5
+
+
+def test_bootstrap_gain_resamples_prompts_not_samples():
+    rng = np.random.default_rng(0)
+    prompts = np.repeat([f"p{i}" for i in range(20)], 8)
+    before = rng.normal(size=len(prompts))
+    low, high = bootstrap_gain(before, before + 0.5 + rng.normal(0, 0.1, len(prompts)), prompts)
+    assert 0.4 < low < 0.5 < high < 0.6
+    low, high = bootstrap_gain(before, before + rng.normal(0, 1, len(prompts)), prompts)
+    assert low < 0 < high
+    # one prompt gained a lot, the others nothing: many samples, but one prompt of twenty
+    shifted = before + np.where(prompts == "p0", 5.0, 0.0)
+    low, high = bootstrap_gain(before, shifted, prompts)
+    assert low == 0.0 and high > 0.4
 
 
 def test_skin_tone_parity_reward_credits_the_rarer_group_and_penalises_no_read():
