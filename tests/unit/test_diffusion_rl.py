@@ -264,3 +264,15 @@ def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_re
     soft = make_reward("color_parity", temperature=2000.0)(alike, ["a coat"] * 4, meta)
     assert np.ptp(reads) == 0  # all four read black: the hard reward has nothing to say
     assert soft[3] > soft[0] == pytest.approx(soft[1])  # the soft one credits the sample that leans away from black
+
+
+def test_gradient_agreement_estimate_separates_signal_from_noise():
+    from benchmarks.rl_gradient_noise import expected_cosine
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=500)
+    assert expected_cosine(np.tile(signal, (64, 1)), 8, 16) > 0.99  # no noise: every batch agrees
+    assert expected_cosine(rng.normal(size=(256, 500)), 8, 32) < 0.02  # no signal
+    # minibatch noise variance 500 * 4 per minibatch, |signal|^2 = 500: at B = 8 * 4 the noise is 500
+    noisy = signal + rng.normal(0, 2.0, size=(256, 500))
+    assert abs(expected_cosine(noisy, 8, 32) - 0.5) < 0.05
