@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel
+from scipy.special import softmax
 
 NO_READ = "no read"
 
@@ -55,9 +56,7 @@ class ColorReader:
         every sample of a prompt still reads black."""
         scores, share = self.scores(images)
         readable = share >= self.config.min_foreground
-        logits = -np.where(np.isfinite(scores), scores, 1e12) / temperature
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return p / p.sum(axis=1, keepdims=True), readable
+        return softmax(-np.where(np.isfinite(scores), scores, 1e12) / temperature, axis=1), readable
 
     def read(self, images: np.ndarray) -> list[str]:
         """A palette colour name per image, or NO_READ when the foreground is too small."""

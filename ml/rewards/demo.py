@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from scipy.special import softmax
 
 from ml.diffusion.sampling import images_to_uint8
 from ml.rewards.base import register_reward
@@ -18,11 +19,6 @@ from ml.rewards.base import register_reward
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 @register_reward("prompt_fidelity")
@@ -59,9 +55,9 @@ class PromptFidelity:
             category = meta.get("category")
             if category not in self.categories:
                 raise ValueError(f"prompt {prompts[i]!r}: metadata category {category!r} is not in the reward's vocabulary {self.categories}")
-            out[i] = _softmax(self.logit_scale * category_texts @ image[i])[self.categories.index(category)]
+            out[i] = softmax(self.logit_scale * category_texts @ image[i], axis=-1)[self.categories.index(category)]
             color = meta.get("color") if meta.get("names_color") else None
             if color in self.colors:
                 color_texts = self._text([f"a {c} {category}" for c in self.colors])
-                out[i] += _softmax(self.logit_scale * color_texts @ image[i])[self.colors.index(color)]
+                out[i] += softmax(self.logit_scale * color_texts @ image[i], axis=-1)[self.colors.index(color)]
         return self.scale * out
