@@ -9,18 +9,12 @@ memory), without a full RL run; not part of `make bench`.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _manifest(home: Path, asset: str) -> dict:
-    files = sorted((home / "data" / "manifests" / asset).glob("*"))
-    if not files:
-        raise SystemExit(f"{home} has no {asset} manifest: run `make demo` (or point --home at a demo state)")
-    return json.loads(files[-1].read_text())
+from benchmarks.rl_recipes import _manifest
 
 
 def expected_cosine(grads: np.ndarray, minibatch: int, batch: int) -> float:
@@ -37,8 +31,10 @@ def main() -> None:
     from ml.diffusion.pipeline import load_pipeline
     from ml.diffusion.prompts import prompt_metadata
     from ml.diffusion.sampling import SamplingConfig, encode_prompts, sample_trajectories
+    from ml.diffusion.stat_tracking import PerPromptStatTracker
     from ml.diffusion.trainer import RLConfig, RLTrainer
     from ml.rewards import make_multi_reward
+    from ml.rewards.demo import demo_reward_spec
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", default=".shopwindow")
@@ -52,9 +48,7 @@ def main() -> None:
     home = Path(args.home)
     prompts = read_table(_manifest(home, "rl_prompts")["uris"]["prompts"])
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"]) & prompts["split"].isin(["train", "both"])]
-    reward = make_multi_reward({"prompt_fidelity": {"weight": 1.0, "model": _manifest(home, "dual_encoder")["uris"]["model"],
-                                                    "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
-                                "color_parity": {"weight": args.parity_weight}})
+    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, parity_weight=args.parity_weight))
     pipe = load_pipeline(_manifest(home, "base_generator")["uris"]["pipeline"])
     config = RLConfig(prompts_per_iteration=args.prompts, samples_per_prompt=args.samples, finetune="lora", lr=0.0, seed=args.seed,
                       sampling=SamplingConfig(num_inference_steps=20, guidance_scale=2.0, eta=1.0))
@@ -63,11 +57,8 @@ def main() -> None:
     with torch.no_grad():
         trajectories = sample_trajectories(pipe, encode_prompts(pipe, chosen), trainer.negative, config.sampling, trainer.generator, unet=trainer.unet)
     total, _ = reward(trajectories.images, chosen, metadata)
-    advantages = np.zeros(len(total))  # standardised within each prompt's samples, as per-prompt stat tracking does
-    for prompt in set(chosen):
-        rows = np.asarray(chosen, dtype=object) == prompt
-        advantages[rows] = (total[rows] - total[rows].mean()) / (total[rows].std() + 1e-8)
-    advantages = torch.as_tensor(advantages, dtype=torch.float32)
+    tracker = PerPromptStatTracker(buffer_size=args.samples, min_count=1)  # a buffer that holds all of each prompt's samples
+    advantages = torch.as_tensor(tracker.advantages(chosen, total), dtype=torch.float32)
     n, horizon = trajectories.log_probs.shape
     order = np.random.default_rng(0).permutation(n)
     grads, stds = [], []

@@ -43,6 +43,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     from ml.judge.classifier import CategoryJudge
     from ml.judge.preference import CatalogJudge, win_rate_report
     from ml.rewards import make_multi_reward
+    from ml.rewards.demo import demo_reward_spec
     from ml.diffusion.trainer import RLConfig
 
     recipe = dict(recipe)
@@ -65,9 +66,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     if held_titles.empty:
         raise SystemExit(f"{home}: rl_prompts has no held-out title prompts; use a full demo state")
     fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
-    reward = make_multi_reward({"prompt_fidelity": {"weight": fidelity_weight, "model": _manifest(home, "dual_encoder")["uris"]["model"], "mode": fidelity_mode,
-                                                    "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
-                                "color_parity": {"weight": parity_weight, "temperature": parity_temperature}})
+    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, fidelity_weight, fidelity_mode,
+                                                parity_weight, parity_temperature))
     pretrain = None
     if config.pretrain_weight > 0:  # as rl_generator does: real catalog images with their captions
         from ml.catalog.store import labelled_images

@@ -195,9 +195,9 @@ class GenerationResource(ConfigurableResource):
     def reward_spec(self, dual_encoder: str, prompts) -> dict:
         """The demo's rewards for the rl_prompts table: fidelity over its category and colour
         vocabulary, and colour parity."""
-        return {"prompt_fidelity": {"weight": self.fidelity_weight, "model": dual_encoder, "mode": self.fidelity_mode,
-                                    "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
-                "color_parity": {"weight": self.parity_weight, "temperature": self.parity_temperature}}
+        from ml.rewards.demo import demo_reward_spec
+
+        return demo_reward_spec(dual_encoder, prompts, self.fidelity_weight, self.fidelity_mode, self.parity_weight, self.parity_temperature)
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

@@ -227,10 +227,10 @@ class RLTrainer:
         for _ in range(config.inner_epochs):
             order = torch.as_tensor(self.rng.permutation(n))
             steps = torch.as_tensor(train_step_indices(self.rng, n, horizon, config.train_timesteps, config.skip_final_steps))
+            k = steps.shape[1]
             minibatches = [order[i:i + config.minibatch_size] for i in range(0, n, config.minibatch_size)]
             for m, rows in enumerate(minibatches):
                 loss_total = 0.0
-                k = steps.shape[1]
                 for j in range(k):
                     step_index = steps[rows, j]
                     log_prob, mean, std, latents, t, _ = self._policy_step(trajectories, rows, step_index)

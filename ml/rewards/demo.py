@@ -61,3 +61,13 @@ class PromptFidelity:
                 color_texts = self._text([f"a {c} {category}" for c in self.colors])
                 out[i] += softmax(self.logit_scale * color_texts @ image[i], axis=-1)[self.colors.index(color)]
         return self.scale * out
+
+
+def demo_reward_spec(dual_encoder: str, prompts, fidelity_weight: float = 1.0, fidelity_mode: str = "zero_shot",
+                     parity_weight: float = 2.0, parity_temperature: float = 0.0) -> dict:
+    """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
+    category and colour vocabulary, and colour parity. One definition for the rl_generator asset
+    and the RL benchmarks, which run where Dagster is not installed."""
+    return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
+                                "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
+            "color_parity": {"weight": parity_weight, "temperature": parity_temperature}}
