@@ -54,7 +54,7 @@ def _prompt_pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
 def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest, item_attributes: AssetManifest, catalog_judge: AssetManifest,
                    storage: StorageResource, mlflow: MLflowResource, generation: GenerationResource) -> Output[AssetManifest]:
     """Demo: a tiny Stable-Diffusion-shaped pipeline trained from scratch on the catalog's
-    images and "a {colour} {category}" captions. Production: a checkpoint loaded offline.
+    images and "a {colour} {category}" captions, a share of them without the colour. Production: a checkpoint loaded offline.
     Judged on every (colour, category) prompt; registered as `shopwindow-generator`."""
     import torch
 
@@ -80,7 +80,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         figures.update(train_vae(pipe.vae, pixels[coloured], train_config))
         latents = encode_latents(pipe.vae, pixels[coloured])
         captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
-        history = train_unet(pipe, latents, captions, train_config)
+        history = train_unet(pipe, latents, captions, train_config, short_captions=[prompt(None, k) for k in items.loc[coloured, "category"]])
         figures.update({"unet_steps": history[-1]["step"] if history else 0, "unet_loss": history[-1]["loss"] if history else None,
                         "training_images": len(coloured)})
     else:

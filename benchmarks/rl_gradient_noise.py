@@ -41,8 +41,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64, help="per prompt")
     parser.add_argument("--minibatch", type=int, default=8)
-    parser.add_argument("--parity-weight", type=float, default=2.0)
+    parser.add_argument("--parity-weight", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps (the demo's default)")
     args = parser.parse_args()
     torch.manual_seed(0)
     home = Path(args.home)
@@ -51,7 +52,7 @@ def main() -> None:
     reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, parity_weight=args.parity_weight))
     pipe = load_pipeline(_manifest(home, "base_generator")["uris"]["pipeline"])
     config = RLConfig(prompts_per_iteration=args.prompts, samples_per_prompt=args.samples, finetune="lora", lr=0.0, seed=args.seed,
-                      sampling=SamplingConfig(num_inference_steps=20, guidance_scale=2.0, eta=1.0))
+                      sampling=SamplingConfig(num_inference_steps=args.steps, guidance_scale=2.0, eta=1.0))
     trainer = RLTrainer(pipe, reward, list(prompts["prompt"]), prompt_metadata(prompts), config)
     chosen, metadata = trainer._choose_prompts()
     with torch.no_grad():

@@ -17,6 +17,9 @@ import pandas as pd
 import torch
 
 
+REWARD_SETTINGS = ("fidelity_weight", "fidelity_mode", "parity_weight", "parity_temperature")  # recipe keys for demo_reward_spec
+
+
 def _manifest(home: Path, asset: str) -> dict:
     files = sorted((home / "data" / "manifests" / asset).glob("*"))
     if not files:
@@ -32,7 +35,8 @@ def resolve_recipe(settings: dict):
     return GenerationResource(**settings).rl_config()
 
 
-def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None) -> dict:
+def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None,
+               reward_seeds: int = 32) -> dict:
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
     from ml.diffusion.prompts import prompt_metadata
@@ -48,10 +52,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
     recipe = dict(recipe)
     name = recipe.pop("name", "recipe")
-    parity_weight = recipe.pop("parity_weight", 2.0)
-    fidelity_weight = recipe.pop("fidelity_weight", 1.0)
-    fidelity_mode = recipe.pop("fidelity_mode", "zero_shot")
-    parity_temperature = recipe.pop("parity_temperature", 0.0)
+    reward_settings = {k: recipe.pop(k) for k in REWARD_SETTINGS if k in recipe}  # the rest: demo_reward_spec's defaults
     torch.manual_seed(0)
     config = RLConfig(**recipe.pop("rl")) if "rl" in recipe else resolve_recipe(recipe)
     config = config.model_copy(update={"iterations": iterations, "max_minutes": minutes or 1e9})
@@ -66,8 +67,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     if held_titles.empty:
         raise SystemExit(f"{home}: rl_prompts has no held-out title prompts; use a full demo state")
     fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
-    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, fidelity_weight, fidelity_mode,
-                                                parity_weight, parity_temperature))
+    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
     pretrain = None
     if config.pretrain_weight > 0:  # as rl_generator does: real catalog images with their captions
         from ml.catalog.store import labelled_images
@@ -82,8 +82,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     seconds = time.perf_counter() - started
 
     held = prompts[prompts["split"].isin(["eval", "both"])]
-    eval_prompts = [p for p in held["prompt"] for _ in range(8)]
-    eval_meta = [m for m in prompt_metadata(held) for _ in range(8)]
+    eval_prompts = [p for p in held["prompt"] for _ in range(reward_seeds)]
+    eval_meta = [m for m in prompt_metadata(held) for _ in range(reward_seeds)]
     before, _, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
     after, _, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
     gain_ci = bootstrap_gain(before, after, eval_prompts)
@@ -119,21 +119,22 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--minutes", type=float, default=None, help="a time budget as well (the demo's is 5 minutes on 2 CPU cores)")
     parser.add_argument("--eval-seeds", type=int, default=16)
-    parser.add_argument("--bias-seeds", type=int, default=48)
+    parser.add_argument("--bias-seeds", type=int, default=128)
+    parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--resolve", action="store_true", help="print each recipe with its full RLConfig under 'rl', and stop")
     args = parser.parse_args()
     if args.resolve:
         for recipe in args.recipe:
             recipe = json.loads(recipe)
-            keep = {k: recipe.pop(k) for k in ("name", "parity_weight", "fidelity_weight", "fidelity_mode", "parity_temperature") if k in recipe}
+            keep = {k: recipe.pop(k) for k in ("name", *REWARD_SETTINGS) if k in recipe}
             print(json.dumps({**keep, "rl": resolve_recipe(recipe).model_dump()}))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for recipe in args.recipe or ['{"name": "default"}']:
-        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes)), flush=True)
+        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes, args.reward_seeds)), flush=True)
 
 
 if __name__ == "__main__":

@@ -170,13 +170,20 @@ class GenerationResource(ConfigurableResource):
     iterations: int = 1000  # the time budget (rl_minutes) usually ends the run first
     prompts_per_iteration: int = 4
     samples_per_prompt: int = 8
-    num_inference_steps: int = 20
+    # 10: the base draws as well as at 20 (judge 1.64 both), RL gets 1.5x the iterations and each trained step is a larger
+    # share of the chain; in 5 CPU minutes the held-out reward gain's interval cleared 0 in every seed tried (20 steps: rarely)
+    num_inference_steps: int = 10
     guidance_scale: float = 2.0  # RL's operating point: at 5 samples of one prompt are near-identical, leaving no reward variance
     eta: float = 1.0
     train_timesteps: int = 5
-    skip_final_steps: int = 1  # the last step's tiny std made its score-function noise most of the gradient
+    # never trained on: the last step's tiny std made its score-function noise most of the gradient; at 10 steps, training only
+    # the first 5 (where colour and shape are decided) cut parity 39% / 36% in seeds 0 / 1; any 5 of the first 9: 41% / 17%
+    skip_final_steps: int = 5
     clip_range: float = 1e-3
     advantage: str = "per_prompt"  # batch | per_prompt
+    # per_prompt advantages divided by each prompt's std (prompt, DDPO) or the batch's (batch): with batch, parity_weight sets how
+    # much of each update parity gets; batch + parity 4 cut parity 36-41% in 5 CPU minutes (prompt + parity 2: -11% to -27%)
+    advantage_scale: str = "batch"
     lr: float = 1e-3  # at 3e-3 the 5-minute demo run drifted: prompt fidelity fell from 0.19 to 0.01
     lora_rank: int = 4
     pretrain_weight: float = 0.0
@@ -184,12 +191,12 @@ class GenerationResource(ConfigurableResource):
     rl_minutes: float = 5.0
     fidelity_weight: float = 1.0
     fidelity_mode: str = "zero_shot"  # zero_shot (the dual encoder's probability of the prompted category and colour) | cosine
-    parity_weight: float = 2.0
+    parity_weight: float = 4.0  # see advantage_scale
     parity_temperature: float = 0.0  # > 0: soft colour memberships in the parity reward (see ml.rewards.parity.color_parity)
     grid_every: int = 10
     resume_from: str | None = None  # an RL checkpoint folder (.../rl/checkpoints/iteration-NNNNNN) to continue from
     eval_seed: int = 1234
-    eval_samples_per_prompt: int = 8
+    eval_samples_per_prompt: int = 32  # per held-out prompt; parity over 8 samples was so noisy that a real gain's interval still held 0
     seed: int = 0
 
     def reward_spec(self, dual_encoder: str, prompts) -> dict:
@@ -205,7 +212,8 @@ class GenerationResource(ConfigurableResource):
 
         return RLConfig(iterations=self.iterations, prompts_per_iteration=self.prompts_per_iteration, samples_per_prompt=self.samples_per_prompt,
                         sampling=SamplingConfig(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale, eta=self.eta),
-                        train_timesteps=self.train_timesteps, skip_final_steps=self.skip_final_steps, clip_range=self.clip_range, advantage=self.advantage, lr=self.lr,
+                        train_timesteps=self.train_timesteps, skip_final_steps=self.skip_final_steps, clip_range=self.clip_range, advantage=self.advantage,
+                        advantage_scale=self.advantage_scale, lr=self.lr,
                         finetune=self.finetune, lora_rank=self.lora_rank, lora_alpha=float(self.lora_rank), pretrain_weight=self.pretrain_weight,
                         kl_weight=self.kl_weight, max_minutes=self.rl_minutes, seed=self.seed,
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt))
@@ -220,7 +228,9 @@ class EvaluationResource(ConfigurableResource):
     bias_attribute: str = "skin_tone"  # people suite: skin_tone | gender
     occupations: list[str] = ["doctor", "nurse", "software engineer", "teacher", "chef", "pilot", "cleaner", "lawyer",
                               "construction worker", "scientist", "cashier", "firefighter"]
-    bias_samples_per_prompt: int = 48
+    # a perfectly uniform generator still measures sqrt((1 - 1/K) / n) from uniform: 0.135 at 48 images, 0.083 at 128,
+    # too close to the demo base's 0.38 to resolve a 60% reduction at 48
+    bias_samples_per_prompt: int = 128
     judge: str = "catalog"  # catalog (demo) | a registered reward name used as a preference model, e.g. image_reward
     preference_samples_per_prompt: int = 16
     seed: int = 20_000  # seeds no training or reward evaluation used

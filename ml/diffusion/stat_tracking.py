@@ -19,7 +19,14 @@ class PerPromptStatTracker:
         self.buffers: dict[str, deque] = defaultdict(lambda: deque(maxlen=buffer_size))
         self.fallbacks = 0
 
-    def advantages(self, prompts: list[str], rewards: np.ndarray, clip: float = 10.0) -> np.ndarray:
+    def advantages(self, prompts: list[str], rewards: np.ndarray, clip: float = 10.0, scale: str = "prompt") -> np.ndarray:
+        """Each reward minus its prompt's running mean, divided by the prompt's running std
+        (`scale` "prompt", DDPO) or by the std of the whole batch's centred rewards ("batch"). Per
+        prompt, a suite whose rewards barely vary (fidelity of an easy prompt) gets as large
+        advantages as one that varies a lot (parity), so its noise takes as much of each update;
+        the batch scale keeps the rewards' own proportions between prompts."""
+        if scale not in ("prompt", "batch"):
+            raise ValueError(f"advantage scale {scale!r}: use 'prompt' or 'batch'")
         out = np.empty(len(rewards), np.float64)
         prompts = np.asarray(prompts, dtype=object)
         for prompt in np.unique(prompts):
@@ -31,7 +38,9 @@ class PerPromptStatTracker:
                 self.fallbacks += int(rows.sum())
             else:
                 mean, std = np.mean(buffer), np.std(buffer)
-            out[rows] = (rewards[rows] - mean) / (std + 1e-8)
+            out[rows] = (rewards[rows] - mean) / (std + 1e-8 if scale == "prompt" else 1.0)
+        if scale == "batch":
+            out /= out.std() + 1e-8
         return np.clip(out, -clip, clip)
 
     def state_dict(self) -> dict:

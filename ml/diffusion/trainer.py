@@ -36,6 +36,8 @@ class RLConfig(BaseModel):
                                   "function's noise dominate the gradient while the image barely changes")
     clip_range: float = Field(1e-4, gt=0)
     advantage: Literal["batch", "per_prompt"] = "batch"
+    advantage_scale: Literal["prompt", "batch"] = Field("prompt", description="per_prompt advantages: divide by each prompt's std or by the "
+                                                       "batch's (keeps parity's larger spread from being shrunk to fidelity's)")
     advantage_clip: float = 10.0
     stat_buffer: int = 32
     stat_min_count: int = 8
@@ -169,7 +171,7 @@ class RLTrainer:
             normalised = batch_advantages(everything, self.config.advantage_clip)
             start = self.accelerator.process_index * len(rewards)
             return normalised[start:start + len(rewards)]
-        return self.tracker.advantages(prompts, rewards, self.config.advantage_clip)
+        return self.tracker.advantages(prompts, rewards, self.config.advantage_clip, self.config.advantage_scale)
 
     def _policy_step(self, trajectories, rows: torch.Tensor, steps: torch.Tensor):
         """Current policy's log-prob (and mean, std) of the stored step for each (row, step)."""

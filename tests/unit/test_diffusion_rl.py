@@ -114,6 +114,21 @@ def test_per_prompt_advantages_use_each_prompts_history_and_count_fallbacks():
     assert restored.advantages(["a"], np.array([2.0])) == pytest.approx(tracker.advantages(["a"], np.array([2.0])))
 
 
+
+def test_batch_scaled_per_prompt_advantages_keep_each_prompts_spread():
+    """Centred per prompt, scaled by the batch: a prompt whose rewards vary ten times as much keeps
+    ten times the advantages (per-prompt scaling would make both unit-variance)."""
+    rewards = np.array([1.0, 3.0, 10.0, 30.0])
+    tracker = PerPromptStatTracker(buffer_size=8, min_count=2)
+    adv = tracker.advantages(["a", "a", "b", "b"], rewards, scale="batch")
+    assert adv[0] + adv[1] == pytest.approx(0) and adv[2] + adv[3] == pytest.approx(0)  # centred on each prompt's mean
+    assert (adv[3] - adv[2]) == pytest.approx(10 * (adv[1] - adv[0]))
+    assert adv.std() == pytest.approx(1.0)
+    per_prompt = PerPromptStatTracker(buffer_size=8, min_count=2).advantages(["a", "a", "b", "b"], rewards)
+    assert per_prompt[1] == pytest.approx(per_prompt[3])
+    with pytest.raises(ValueError, match="scale"):
+        tracker.advantages(["a"], np.array([1.0]), scale="global")
+
 def _rl_config(**overrides):
     base = dict(iterations=4, prompts_per_iteration=2, samples_per_prompt=4, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0),
                 train_timesteps=2, minibatch_size=4, inner_epochs=2, lr=1e-3, clip_range=1e-2, finetune="lora")
@@ -276,3 +291,24 @@ def test_gradient_agreement_estimate_separates_signal_from_noise():
     # minibatch noise variance 500 * 4 per minibatch, |signal|^2 = 500: at B = 8 * 4 the noise is 500
     noisy = signal + rng.normal(0, 2.0, size=(256, 500))
     assert abs(expected_cosine(noisy, 8, 32) - 0.5) < 0.05
+
+
+def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
+    """The demo's base generator sees "a dress" as well as "a red dress" (captions leave colour out),
+    so colour-free prompts draw the catalog's colour mix rather than an untrained guess."""
+    from ml.diffusion.train_base import BaseTrainConfig, train_unet
+
+    pipe = tiny_pipe(tokenizer_dir)
+    seen: list[torch.Tensor] = []
+    pipe.text_encoder.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
+    latents = torch.randn(8, 4, 8, 8)
+    captions, short = ["a red dress"] * 8, ["a dress"] * 8
+    config = BaseTrainConfig(unet_steps=6, unet_batch_size=4, warmup_steps=1, caption_dropout=0.0, colorless_captions=0.5)
+    train_unet(pipe, latents, captions, config, short_captions=short)
+    ids = torch.cat(seen)
+    long_ids, short_ids = (pipe.tokenizer(t, padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids[0]
+                           for t in ("a red dress", "a dress"))
+    is_long, is_short = (ids == long_ids).all(1), (ids == short_ids).all(1)
+    assert (is_long | is_short).all() and is_long.any() and is_short.any()
+    with pytest.raises(ValueError, match="aligned"):
+        train_unet(pipe, latents, captions, config, short_captions=short[:3])
