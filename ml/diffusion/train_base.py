@@ -90,7 +90,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTra
     if short_captions is not None and len(short_captions) != len(captions):
         raise ValueError(f"train_unet: {len(short_captions)} short captions for {len(captions)} captions; they must be aligned")
     short_tokens = tokenize(short_captions) if short_captions is not None and config.colorless_captions > 0 else None
-    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    empty = tokenize([""])
     params = list(unet.parameters()) + list(text.parameters())
     optimiser = torch.optim.AdamW(params, lr=config.unet_lr, weight_decay=1e-2)
 
