@@ -212,7 +212,7 @@ def search_log_baseline(context: AssetExecutionContext, search_demand: AssetMani
     view = _view(catalog_items, item_attributes, attribute_vocabulary, item_embeddings)
     log = read_table(search_demand.uris["log"])
     parser = QueryParser(view.space, Taxonomy.load(attributes.taxonomy))
-    index = LexicalIndex(view.texts)
+    index = LexicalIndex(view.texts(config.title_weight))
     result = search_log(log, view.space, parser, index, view.hashes, _titler(view, log, attributes, collections), config)
     base = storage.uri("collections", context.partition_key)
     write_table(_pages_frame(view, result), f"{base}/baseline_pages.parquet")

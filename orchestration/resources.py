@@ -141,6 +141,7 @@ class CollectionsResource(ConfigurableResource):
     min_query_count: int | None = None
     max_feed_items: int | None = None
     baseline_precision: str | None = None  # lexical | attributes
+    title_weight: int | None = None  # times the baseline's BM25 index repeats the title
     min_coverage_ratio: float = 4.0
     min_precision_at_10: float = 0.96
     min_precision_margin: float = 0.10
@@ -149,7 +150,8 @@ class CollectionsResource(ConfigurableResource):
     def config(self):
         from ml.collections.config import CollectionConfig
 
-        fields = ("min_support", "min_feed_size", "min_predicted_precision", "min_query_count", "max_feed_items", "baseline_precision")
+        fields = ("min_support", "min_feed_size", "min_predicted_precision", "min_query_count", "max_feed_items", "baseline_precision",
+                  "title_weight")
         return CollectionConfig(**{f: getattr(self, f) for f in fields if getattr(self, f) is not None})
 
 

@@ -2,6 +2,8 @@
 
 Matching is on normalised text (case folded, hyphens and slashes as spaces, punctuation
 dropped), longest phrase first, with singular and plural forms of every surface term.
+Sentences that point at other products ("Also available in navy.", "Pairs well with our
+leather boots.") are skipped: their attribute words describe something else.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from ml.attributes.taxonomy import Taxonomy
 
 FIELD_CONFIDENCE = {"title": 0.95, "description": 0.9}
 _PUNCT = re.compile(r"[^a-z0-9' ]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+OTHER_PRODUCT_CUES = (
+    "also available", "available in", "also comes in", "comes in other", "pairs well with", "pair it with", "wear it with",
+    "style it with", "team it with", "goes well with", "complete the look", "shop the look", "matching",
+)
 
 
 def normalise(text: str | None) -> str:
@@ -41,8 +48,10 @@ def _inflections(phrase: str) -> set[str]:
 class LexiconTeacher:
     name = "lexicon"
 
-    def __init__(self, taxonomy: Taxonomy):
+    def __init__(self, taxonomy: Taxonomy, other_product_cues: Iterable[str] = OTHER_PRODUCT_CUES):
         self.taxonomy = taxonomy
+        cues = sorted({normalise(c) for c in other_product_cues if normalise(c)})
+        self.other_product = re.compile(r"\b(?:" + "|".join(map(re.escape, cues)) + r")\b") if cues else None
         self.lookup: dict[str, tuple[str, str]] = {}
         for attr_type, entry, surface in taxonomy.surfaces():
             for form in _inflections(normalise(surface)):
@@ -51,8 +60,15 @@ class LexiconTeacher:
         self.pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, alternatives)) + r")\b")
 
     def extract(self, text: str | None) -> list[tuple[str, str, str]]:
-        """(type, entry, surface) for every mention, left to right, longest match first."""
-        return [(*self.lookup[m.group(0)], m.group(0)) for m in self.pattern.finditer(normalise(text))]
+        """(type, entry, surface) for every mention, left to right, longest match first, outside
+        sentences about other products."""
+        out = []
+        for sentence in _SENTENCE_END.split(text or ""):
+            words = normalise(sentence)
+            if self.other_product is not None and self.other_product.search(words):
+                continue
+            out += [(*self.lookup[m.group(0)], m.group(0)) for m in self.pattern.finditer(words)]
+        return out
 
     def label(self, items: pd.DataFrame, fields: Iterable[str] = ("title", "description")) -> pd.DataFrame:
         """Long table item_id, type, value, surface, field, confidence; one row per (item, type, value)."""

@@ -36,6 +36,8 @@ class DemoCatalogConfig(BaseModel):
     val_fraction: float = Field(0.08, ge=0, lt=1, description="share of the train split held for calibration")
     defect_rate: float = Field(0.001, ge=0, le=0.5, description="extra defective rows, as a share of items")
     color_jitter: int = Field(10, ge=0, le=60)
+    cross_reference_rate: float = Field(0.1, ge=0, le=1, description="share of descriptions that also name another product "
+                                        "(\"Also available in navy and olive.\", \"Pairs well with our black leather boots.\")")
     demand: DemandModel = DemandModel()
     fashion_mnist_dir: str | None = None
 
@@ -125,6 +127,16 @@ def compose_text(rng: np.random.Generator, truth: dict) -> tuple[str, str, dict[
     return title, " ".join(sentences), named
 
 
+def cross_reference(rng: np.random.Generator, truth: dict) -> str:
+    """A sentence about other products: a colour variant or a cross-sell. It never names the
+    item's own colour or category, so every attribute word in it is a false lead."""
+    template = str(rng.choice(world.CROSS_REFERENCES[str(rng.choice(list(world.CROSS_REFERENCES)))]))
+    other = str(rng.choice([c for c in world.CATEGORIES if c != truth["category"]]))
+    colors = rng.choice([c for c in world.PALETTE if c != truth["color"]], size=2, replace=False)
+    return template.format(color=_say(rng, str(colors[0])), color2=_say(rng, str(colors[1])), category=_say(rng, other),
+                           material=_say(rng, _pick(rng, world.MATERIALS[other])), style=_say(rng, _pick(rng, world.STYLES[other])))
+
+
 def _price(rng: np.random.Generator, truth: dict) -> float:
     base = world.BASE_PRICE[truth["category"]] * world.MATERIAL_PRICE.get(truth["material"], 1.0)
     return round(float(np.floor(base * rng.lognormal(0.0, 0.3))) + 0.99, 2)
@@ -165,6 +177,7 @@ def build_demo_catalog(out_dir: str | Path, config: DemoCatalogConfig | None = N
     root.mkdir(parents=True, exist_ok=True)
     source = find_fashion_mnist(config.fashion_mnist_dir)
     rng = np.random.default_rng(config.seed)
+    xref_rng = np.random.default_rng([config.seed, 1])  # its own stream: the rate leaves every other draw as it was
     rows: list[dict] = []
     truths: list[dict] = []
     index = 0
@@ -178,6 +191,9 @@ def build_demo_catalog(out_dir: str | Path, config: DemoCatalogConfig | None = N
             item_id = f"p{index:06d}"
             truth = _sample_truth(rng, CLASS_NAMES[label])
             title, description, named = compose_text(rng, truth)
+            cross_referenced = bool(xref_rng.random() < config.cross_reference_rate)
+            if cross_referenced:
+                description = f"{description} {cross_reference(xref_rng, truth)}"
             color = np.clip(np.asarray(world.PALETTE[truth["color"]]) + rng.integers(-config.color_jitter, config.color_jitter + 1, 3), 0, 255)
             rel = f"images/{index // 1000:03d}/{item_id}.png"
             path = root / rel
@@ -192,7 +208,7 @@ def build_demo_catalog(out_dir: str | Path, config: DemoCatalogConfig | None = N
             truths.append({
                 "item_id": item_id, **truth, "split": "test" if split == "test" else ("val" if val else "train"),
                 "fashion_mnist_split": split, "fashion_mnist_index": position,
-                **{f"text_names_{k}": v for k, v in named.items()},
+                **{f"text_names_{k}": v for k, v in named.items()}, "text_cross_reference": cross_referenced,
             })
             index += 1
     defects = _defect_rows(rng, rows, max(len(DEFECT_KINDS), round(config.defect_rate * len(rows))), root)

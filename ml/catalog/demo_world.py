@@ -141,6 +141,14 @@ MENTION_RATE = {
     "fit": (0.30, 0.30),
     "brand": (0.50, 0.0),
 }
+# Sentences about other products, as real listings have them: colour variants and cross-sells.
+# Their attribute words are not this item's, so they fool lexical search; the lexicon teacher
+# skips sentences with such cues (OTHER_PRODUCT_CUES in ml/attributes/lexicon.py).
+CROSS_REFERENCES = {
+    "variant": ("Also available in {color} and {color2}.", "Also comes in {color} and {color2}."),
+    "pairing": ("Pairs well with our {color} {material} {category}.", "Wear it with our {color} {category}."),
+    "look": ("Complete the look with a {style} {category}.", "Style it with a {material} {category}."),
+}
 FILLER = (
     "Machine washable.", "Free returns within 30 days.", "Ships in two days.", "A wardrobe staple.",
     "Designed in Lisbon.", "Ethically made.", "Model is 180 cm tall.", "Pairs with almost anything.",

@@ -100,9 +100,9 @@ class CatalogView:
     items: pd.DataFrame  # title, description, image_hash, item-index order
     images_uri: str
 
-    @property
-    def texts(self) -> list[str]:
-        return [f"{t} {d}" for t, d in zip(self.items["title"].fillna(""), self.items["description"].fillna(""))]
+    def texts(self, title_weight: int = 1) -> list[str]:
+        """Per item, the title `title_weight` times and the description: what lexical search indexes."""
+        return [" ".join([t] * title_weight + [d]) for t, d in zip(self.items["title"].fillna(""), self.items["description"].fillna(""))]
 
     @cached_property
     def hashes(self) -> np.ndarray:

@@ -31,6 +31,8 @@ class CollectionConfig(BaseModel):
     merge_overlap: float = Field(0.9, gt=0, le=1, description="pages whose item sets overlap (Jaccard) this much are one page")
     # baseline
     min_query_count: int = Field(5, ge=1, description="a query needs this many searches in the log to become a baseline topic")
+    title_weight: int = Field(2, ge=1, description="the baseline indexes the title this many times: BM25 has no fields, and shop "
+                                                   "search weights titles above descriptions (1: plain concatenation)")
     baseline_precision: Literal["lexical", "attributes"] = Field(
         "lexical", description="how the bar predicts a baseline page's precision: from its own evidence (results containing every "
                                "query term) or borrowing the content-first attribute confidences (a sensitivity check)")

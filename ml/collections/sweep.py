@@ -74,7 +74,7 @@ def sweep_log_sizes(view: CatalogView, pages: pd.DataFrame, feeds: pd.DataFrame,
     labels, aliases = truth
     ours = _published(pages)
     ours_precision = float(page_precision(ours, feeds, view.space, labels, aliases, config.top_k).mean())
-    index = LexicalIndex(view.texts)
+    index = LexicalIndex(view.texts(config.title_weight))
     headline = int(log["count"].sum())
     rows = []
     for size in sorted(set(sizes) | {headline}):

@@ -24,6 +24,7 @@ def lexicon():
     ("a dressy dress, perfect for fall", {("style", "formal"), ("category", "dress"), ("season", "fall")}),
     ("Shown in cherry red. Button-down shirt", {("color", "red"), ("category", "shirt")}),
     ("nothing to see here", set()),
+    ("Navy tee. Also available in red and black. Pairs well with our leather ankle boots.", {("color", "navy"), ("category", "tee")}),
 ])
 def test_lexicon_handles_case_plurals_hyphens_and_phrases(lexicon, text, expected):
     assert {(t, v) for t, v, _ in lexicon.extract(text)} == expected

@@ -11,6 +11,7 @@ import pytest
 
 from ml.attributes.taxonomy import Taxonomy
 from ml.collections.baseline import LexicalIndex, baseline_topics
+from ml.collections.build import CatalogView
 from ml.collections.config import CollectionConfig
 from ml.collections.demand import read_query_log, thin_log
 from ml.collections.feeds import dhash, rank_feed, spread_near_duplicates
@@ -208,6 +209,15 @@ def test_lexical_index_stems_and_checks_every_term():
     assert docs[0][0] == 0 and scores[0][0] > scores[0][-1]
     assert list(index.contains_all(np.array([0, 1, 2]), index.query_terms(["red dresses"])[0])) == [True, False, False]
     assert not index.contains_all(np.array([0]), ["unseen"]).any()
+
+
+def test_title_weight_ranks_a_title_mention_above_a_description_mention():
+    items = pd.DataFrame({"title": ["Dress", "Red Dress"], "description": ["Also available in red.", "Machine washable."]})
+    view = CatalogView(space=None, vectors=None, items=items, images_uri="")
+    _, flat = LexicalIndex(view.texts(1)).search(["red dress"], k=2)
+    docs, weighted = LexicalIndex(view.texts(2)).search(["red dress"], k=2)
+    assert flat[0][0] == pytest.approx(flat[0][1])  # one field: the colour variant ties with the red dress
+    assert docs[0][0] == 1 and weighted[0][0] > weighted[0][1]
 
 
 def test_page_precision_item_coverage_and_long_tail():

@@ -9,7 +9,7 @@ import pytest
 
 from ml.catalog.demand import DemandModel, simulate_search_demand
 from ml.catalog.demo import DemoCatalogConfig, build_demo_catalog, tint
-from ml.catalog.demo_world import COLOR_SKEW, PALETTE
+from ml.catalog.demo_world import COLOR_SKEW, PALETTE, SYNONYMS
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,30 @@ def test_colours_follow_the_category_skew(fake_fmnist, tmp_path):
     trousers = labels[labels["category"] == "trousers"]["color"].value_counts(normalize=True)
     favoured = max(COLOR_SKEW["trousers"], key=COLOR_SKEW["trousers"].get)
     assert trousers.idxmax() == favoured and trousers.max() > 1.5 / len(PALETTE)
+
+
+def test_cross_references_name_other_products_and_the_lexicon_skips_them(fake_fmnist, tmp_path):
+    from ml.attributes.lexicon import LexiconTeacher
+    from ml.attributes.taxonomy import Taxonomy
+
+    config = DemoCatalogConfig(fashion_mnist_dir=str(fake_fmnist), cross_reference_rate=0.5)
+    built = build_demo_catalog(tmp_path, config, progress=False)
+    labels = pd.read_parquet(built.labels).set_index("item_id")
+    catalog = pd.read_csv(built.catalog, dtype=str, keep_default_na=False)
+    catalog = catalog[catalog["item_id"].isin(labels.index)].drop_duplicates("item_id").set_index("item_id")
+    assert 0.4 < labels["text_cross_reference"].mean() < 0.6
+    crossed = labels.index[labels["text_cross_reference"]]
+    lexicon = LexiconTeacher(Taxonomy.load("fashion"))
+    aliases = {form: value for value, forms in SYNONYMS.items() for form in forms}
+    blind = LexiconTeacher(Taxonomy.load("fashion"), other_product_cues=())
+    misled = 0
+    for item in crossed:
+        text = catalog.at[item, "description"]
+        read = {(t, aliases.get(v, v)) for t, v, _ in lexicon.extract(text)}
+        assert all(labels.at[item, t] == v for t, v in read if t in ("category", "color")), (text, read)
+        colors = {aliases.get(v, v) for t, v, _ in blind.extract(text) if t == "color"}
+        misled += bool(colors - {labels.at[item, "color"]})
+    assert misled > len(crossed) / 3  # without the cues a word-matcher is led astray
 
 
 def test_tint_puts_colour_where_the_garment_is():
