@@ -116,8 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", default=".shopwindow")
     parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields, plus name, parity_weight, parity_temperature, fidelity_weight, fidelity_mode")
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--minutes", type=float, default=None, help="a time budget as well (the demo's is 5 minutes on 2 CPU cores)")
+    parser.add_argument("--iterations", type=int, default=None, help="default: 300, or 1000 (the demo's cap) with --minutes")
+    parser.add_argument("--minutes", type=float, default=None, help="a time budget (the demo's is 5 minutes on 2 CPU cores)")
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--bias-seeds", type=int, default=128)
     parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")
@@ -130,6 +130,8 @@ def main() -> None:
             keep = {k: recipe.pop(k) for k in ("name", *REWARD_SETTINGS) if k in recipe}
             print(json.dumps({**keep, "rl": resolve_recipe(recipe).model_dump()}))
         return
+    if args.iterations is None:  # a 300 cap would end a 5-minute, 10-step CPU run at ~3.7 minutes
+        args.iterations = 300 if args.minutes is None else 1000  # the demo's cap: its time budget ends the run first
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
