@@ -129,7 +129,7 @@ def compose_text(rng: np.random.Generator, truth: dict) -> tuple[str, str, dict[
 
 def cross_reference(rng: np.random.Generator, truth: dict) -> str:
     """A sentence about other products: a colour variant or a cross-sell. It never names the
-    item's own colour or category, so every attribute word in it is a false lead."""
+    item's own colour or category, so its colour and category words are false leads."""
     template = str(rng.choice(world.CROSS_REFERENCES[str(rng.choice(list(world.CROSS_REFERENCES)))]))
     other = str(rng.choice([c for c in world.CATEGORIES if c != truth["category"]]))
     colors = rng.choice([c for c in world.PALETTE if c != truth["color"]], size=2, replace=False)
