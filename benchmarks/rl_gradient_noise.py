@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64, help="per prompt")
     parser.add_argument("--minibatch", type=int, default=8)
-    parser.add_argument("--parity-weight", type=float, default=4.0)
+    parser.add_argument("--parity-weight", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps (the demo's default)")
     args = parser.parse_args()

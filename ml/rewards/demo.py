@@ -64,7 +64,7 @@ class PromptFidelity:
 
 
 def demo_reward_spec(dual_encoder: str, prompts, fidelity_weight: float = 1.0, fidelity_mode: str = "zero_shot",
-                     parity_weight: float = 4.0, parity_temperature: float = 0.0) -> dict:
+                     parity_weight: float = 8.0, parity_temperature: float = 0.0) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed."""
