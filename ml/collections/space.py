@@ -90,7 +90,7 @@ class QueryParser:
     are returned separately: a page cannot be built for an attribute the catalog lacks."""
 
     def __init__(self, space: AttributeSpace, taxonomy: Taxonomy):
-        self.lexicon = LexiconTeacher(taxonomy)
+        self.lexicon = LexiconTeacher(taxonomy, other_product_cues=())  # a query is about what it names: "matching red dress"
         self.member_entry = {(space.entry_type[e], m): e for e in range(space.n_entries) for m in space.entry_members[e]}
 
     def parse(self, text: str) -> tuple[Key, list[str]]:

@@ -196,6 +196,7 @@ def test_query_parser_maps_synonyms_and_flags_unknown_attributes():
     parser = QueryParser(space, taxonomy)
     assert space.key_labels(parser.key("crimson sundresses sale")) == ["category:dress", "color:red"]
     assert space.key_labels(parser.key("scarlet bag")) == ["category:bag", "color:red"]  # a merged member
+    assert space.key_labels(parser.key("matching crimson dress")) == ["category:dress", "color:red"]  # no cue scoping in queries
     assert parser.key("orange dress") is None and parser.parse("orange dress")[1] == ["color:orange"]
     topics, dropped = baseline_topics(pd.DataFrame({"query": ["red dress", "crimson dress", "orange dress", "hello"], "count": [9, 6, 8, 7]}),
                                       parser, CollectionConfig(min_query_count=5))
