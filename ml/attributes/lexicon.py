@@ -50,7 +50,7 @@ class LexiconTeacher:
 
     def __init__(self, taxonomy: Taxonomy, other_product_cues: Iterable[str] = OTHER_PRODUCT_CUES):
         self.taxonomy = taxonomy
-        cues = sorted({normalise(c) for c in other_product_cues if normalise(c)})
+        cues = sorted({normalise(c) for c in other_product_cues} - {""})
         self.other_product = re.compile(r"\b(?:" + "|".join(map(re.escape, cues)) + r")\b") if cues else None
         self.lookup: dict[str, tuple[str, str]] = {}
         for attr_type, entry, surface in taxonomy.surfaces():

@@ -114,7 +114,6 @@ def test_per_prompt_advantages_use_each_prompts_history_and_count_fallbacks():
     assert restored.advantages(["a"], np.array([2.0])) == pytest.approx(tracker.advantages(["a"], np.array([2.0])))
 
 
-
 def test_batch_scaled_per_prompt_advantages_keep_each_prompts_spread():
     """Centred per prompt, scaled by the batch: a prompt whose rewards vary ten times as much keeps
     ten times the advantages (per-prompt scaling would make both unit-variance)."""
@@ -128,6 +127,7 @@ def test_batch_scaled_per_prompt_advantages_keep_each_prompts_spread():
     assert per_prompt[1] == pytest.approx(per_prompt[3])
     with pytest.raises(ValueError, match="scale"):
         tracker.advantages(["a"], np.array([1.0]), scale="global")
+
 
 def _rl_config(**overrides):
     base = dict(iterations=4, prompts_per_iteration=2, samples_per_prompt=4, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0),
