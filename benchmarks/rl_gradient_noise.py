@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64, help="per prompt")
     parser.add_argument("--minibatch", type=int, default=8)
-    parser.add_argument("--parity-weight", type=float, default=8.0)
+    parser.add_argument("--parity-weight", type=float, default=None, help="default: demo_reward_spec's")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps (the demo's default)")
     args = parser.parse_args()
@@ -49,7 +49,8 @@ def main() -> None:
     home = Path(args.home)
     prompts = read_table(_manifest(home, "rl_prompts")["uris"]["prompts"])
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"]) & prompts["split"].isin(["train", "both"])]
-    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, parity_weight=args.parity_weight))
+    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts,
+                                                **({} if args.parity_weight is None else {"parity_weight": args.parity_weight})))
     pipe = load_pipeline(_manifest(home, "base_generator")["uris"]["pipeline"])
     config = RLConfig(prompts_per_iteration=args.prompts, samples_per_prompt=args.samples, finetune="lora", lr=0.0, seed=args.seed,
                       sampling=SamplingConfig(num_inference_steps=args.steps, guidance_scale=2.0, eta=1.0))
