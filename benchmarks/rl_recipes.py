@@ -36,10 +36,10 @@ def resolve_recipe(settings: dict):
 
 
 def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None,
-               reward_seeds: int = 32) -> dict:
+               reward_seeds: int = 32, save_dir: Path | None = None) -> dict:
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
-    from ml.diffusion.prompts import prompt_metadata
+    from ml.diffusion.prompts import prompt_metadata, suite_draw_weights
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.diffusion.trainer import RLTrainer, evaluate_rewards
     from ml.fairness.color_reader import demo_color_reader
@@ -53,6 +53,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     recipe = dict(recipe)
     name = recipe.pop("name", "recipe")
     reward_settings = {k: recipe.pop(k) for k in REWARD_SETTINGS if k in recipe}  # the rest: demo_reward_spec's defaults
+    fairness_share = recipe.pop("fairness_share", 0.5)
     torch.manual_seed(0)
     config = RLConfig(**recipe.pop("rl")) if "rl" in recipe else resolve_recipe(recipe)
     config = config.model_copy(update={"iterations": iterations, "max_minutes": minutes or 1e9})
@@ -75,26 +76,32 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
         catalog, attributes = _manifest(home, "catalog_items")["uris"], _manifest(home, "item_attributes")["uris"]
         pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]))
-    suite_size = train["suite"].map(train["suite"].value_counts())
-    trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=list(1.0 / suite_size), pretrain=pretrain)
+    weights = suite_draw_weights(train["suite"], {"fairness": fairness_share})
+    trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=weights, pretrain=pretrain)
     started = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - started
+    if save_dir:  # the trained weights (LoRA or full), to look at its images afterwards
+        from safetensors.torch import save_file
+
+        save_dir.mkdir(parents=True, exist_ok=True)
+        save_file(trainer.trainable_state(), str(save_dir / f"{name}.safetensors"))
 
     held = prompts[prompts["split"].isin(["eval", "both"])]
     eval_prompts = [p for p in held["prompt"] for _ in range(reward_seeds)]
     eval_meta = [m for m in prompt_metadata(held) for _ in range(reward_seeds)]
-    before, _, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
-    after, _, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
+    before, before_parts, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
+    after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
     gain_ci = bootstrap_gain(before, after, eval_prompts)
-    judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), demo_color_reader())
+    reader = demo_color_reader()
+    judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), reader)
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
-    scores = {}
+    scores, colour_hits = {}, {}
     for label, model in (("base", base.unet), ("rl", trainer.unet)):
         images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu()
         scores[label] = judge.score(images, rows)
+        colour_hits[label] = float((np.asarray(reader.read(images_to_uint8(images)), dtype=object) == rows["color"].to_numpy(dtype=object)).mean())
     preference, _ = win_rate_report(rows, scores["rl"], scores["base"])
-    reader = demo_color_reader()
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
     parity = {}
     for label, model in (("base", base.unet), ("rl", trainer.unet)):
@@ -107,6 +114,9 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
             "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
             "win_rate": round(preference["win_rate"], 3), "win_ci": [round(preference["win_rate_ci_low"], 3), round(preference["win_rate_ci_high"], 3)],
             "judge_base": round(preference["baseline_score"], 4), "judge_rl": round(preference["candidate_score"], 4),
+            "judge_colour_base": round(colour_hits["base"], 3), "judge_colour_rl": round(colour_hits["rl"], 3),
+            **{f"{name}_before": round(float(before_parts[name].mean()), 4) for name in before_parts},
+            **{f"{name}_after": round(float(after_parts[name].mean()), 4) for name in after_parts},
             "parity_base": round(parity["base"][0], 3), "parity_rl": round(parity["rl"][0], 3),
             "no_read_base": round(parity["base"][1], 3), "no_read_rl": round(parity["rl"][1], 3),
             "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe}
@@ -122,6 +132,7 @@ def main() -> None:
     parser.add_argument("--bias-seeds", type=int, default=128)
     parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--save-dir", type=Path, default=None, help="write each recipe's trained weights here as NAME.safetensors")
     parser.add_argument("--resolve", action="store_true", help="print each recipe with its full RLConfig under 'rl', and stop")
     args = parser.parse_args()
     if args.resolve:
@@ -136,7 +147,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for recipe in args.recipe or ['{"name": "default"}']:
-        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes, args.reward_seeds)), flush=True)
+        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes, args.reward_seeds,
+                                    args.save_dir)), flush=True)
 
 
 if __name__ == "__main__":
