@@ -156,7 +156,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     import torch
 
     from ml.diffusion.pipeline import load_pipeline
-    from ml.diffusion.prompts import prompt_metadata
+    from ml.diffusion.prompts import prompt_metadata, suite_draw_weights
     from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.trainer import PretrainData, RLTrainer, evaluate_rewards
     from ml.fairness.parity import bootstrap_gain
@@ -198,9 +198,11 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
         pretrain = None
         if config.pretrain_weight > 0:  # the paper's pretraining term: diffusion loss on real catalog images
             pretrain = PretrainData.from_catalog(pipe.vae, *_labelled_images(catalog_items, item_attributes))
-        suite_size = train["suite"].map(train["suite"].value_counts())
+            if len(pretrain.latents) == 0:
+                context.log.warning("pretrain_weight > 0 but no catalog item has a colour to caption it with: RL runs without the pretraining term")
+                pretrain = None
         trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, output_dir=folder.parent / "rl", pretrain=pretrain,
-                            prompt_weights=list(1.0 / suite_size))  # each suite drawn equally often, however many prompts it has
+                            prompt_weights=suite_draw_weights(train["suite"], {"fairness": generation.fairness_share}))
         if generation.resume_from:
             trainer.load_checkpoint(generation.resume_from)
             context.log.info(f"resumed from {generation.resume_from} at iteration {trainer.iteration}")

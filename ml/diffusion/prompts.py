@@ -50,3 +50,20 @@ def prompt_metadata(frame: pd.DataFrame) -> list[dict]:
     columns = {c: frame[c] if c in frame else [None] * len(frame) for c in ("suite", "category", "color")}
     return [{"names_color": bool(n), "suite": value(s) or "?", "category": value(k), "color": value(c)}
             for n, s, k, c in zip(frame["names_color"], columns["suite"], columns["category"], columns["color"])]
+
+
+def suite_draw_weights(suites: pd.Series, shares: dict[str, float] | None = None) -> list[float]:
+    """How often RL draws each prompt: each suite gets its share of draws (default: equal shares;
+    suites not named in `shares` split what is left equally; a named suite with no prompts is
+    skipped), spread evenly over its prompts, so a 10-prompt fairness suite is not drowned by 60
+    titles."""
+    counts = suites.value_counts()
+    shares = {s: v for s, v in (shares or {}).items() if s in counts.index}
+    if any(v < 0 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+        raise ValueError(f"suite shares {shares}: each must be >= 0 and they must sum to at most 1")
+    rest = [s for s in counts.index if s not in shares]
+    if rest:
+        shares |= {s: (1.0 - sum(shares.values())) / len(rest) for s in rest}
+    elif sum(shares.values()) <= 0:
+        raise ValueError(f"suite shares {shares} give every prompt weight 0")
+    return [float(shares[s] / counts[s]) for s in suites]

@@ -200,7 +200,7 @@ class RLTrainer:
 
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
-        rows = torch.as_tensor(self.rng.choice(len(data.latents), self.config.minibatch_size, replace=False))
+        rows = torch.as_tensor(self.rng.choice(len(data.latents), self.config.minibatch_size, replace=len(data.latents) < self.config.minibatch_size))
         latents = data.latents[rows].to(self.accelerator.device)
         noise = torch.randn(latents.shape, generator=self.generator, device=latents.device)
         t = torch.as_tensor(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, len(rows)), device=latents.device)

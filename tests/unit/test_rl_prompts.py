@@ -1,9 +1,11 @@
 """RL prompts from collection pages: colour + category prompts split by hash, a fairness suite
 with no colour in both splits, composition pairs of two categories."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from ml.diffusion.prompts import build_prompts
+from ml.diffusion.prompts import build_prompts, suite_draw_weights
 
 
 def test_prompts_from_pages():
@@ -22,3 +24,14 @@ def test_prompts_from_pages():
     assert by_prompt.at["a blue bag", "split"] == "eval" and by_prompt.at["a red dress", "split"] == "train"
     composition = prompts[prompts["suite"] == "composition"]
     assert len(composition) >= 1 and all(len(o) == 2 and o[0] != o[1] for o in composition["objects"])
+
+
+def test_suite_draw_weights_give_each_suite_its_share_however_many_prompts_it_has():
+    suites = pd.Series(["titles"] * 60 + ["fairness"] * 10)
+    equal = np.asarray(suite_draw_weights(suites))
+    assert equal.sum() == pytest.approx(1) and equal[suites == "fairness"].sum() == pytest.approx(0.5)
+    more = np.asarray(suite_draw_weights(suites, {"fairness": 0.75}))
+    assert more[suites == "fairness"].sum() == pytest.approx(0.75) and np.ptp(more[suites == "titles"]) == 0
+    assert suite_draw_weights(pd.Series(["titles"] * 3), {"fairness": 0.5}) == pytest.approx([1 / 3] * 3)  # an absent suite is skipped
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        suite_draw_weights(suites, {"fairness": 1.5})
