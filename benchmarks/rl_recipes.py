@@ -2,9 +2,11 @@
 same base generator for the same number of iterations, then is measured the way the
 evaluation assets measure it: total reward on held-out prompts, paired win-rate under the
 catalog judge, and colour parity on the fairness suite. Runs on CPU (slow) or a GPU.
+A recipe with both rewards weighted 0 is the control: what the pretraining term alone does.
 
     python -m benchmarks.rl_recipes --home .shopwindow --iterations 300 \
-        --recipe '{"name": "default"}' --recipe '{"name": "lr3e-3", "lr": 3e-3}'
+        --recipe '{"name": "default"}' --recipe '{"name": "lr3e-3", "lr": 3e-3}' \
+        --recipe '{"name": "control", "fidelity_weight": 0, "parity_weight": 0}'
 """
 
 import argparse
