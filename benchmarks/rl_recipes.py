@@ -30,11 +30,13 @@ def _manifest(home: Path, asset: str) -> dict:
 
 
 def resolve_recipe(settings: dict):
-    """GenerationResource fields (the demo's defaults for the rest) -> RLConfig; needs Dagster
-    installed, so `--resolve` writes recipes out for a machine without it (a lent GPU)."""
+    """GenerationResource fields (the demo's defaults for the rest) -> (RLConfig, the fairness
+    suite's share of prompt draws); needs Dagster installed, so `--resolve` writes recipes out
+    for a machine without it (a lent GPU)."""
     from orchestration.resources import GenerationResource
 
-    return GenerationResource(**settings).rl_config()
+    resource = GenerationResource(**settings)
+    return resource.rl_config(), resource.fairness_share
 
 
 def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None,
@@ -55,9 +57,11 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     recipe = dict(recipe)
     name = recipe.pop("name", "recipe")
     reward_settings = {k: recipe.pop(k) for k in REWARD_SETTINGS if k in recipe}  # the rest: demo_reward_spec's defaults
-    fairness_share = recipe.pop("fairness_share", 0.5)
     torch.manual_seed(0)
-    config = RLConfig(**recipe.pop("rl")) if "rl" in recipe else resolve_recipe(recipe)
+    if "rl" in recipe:  # written by --resolve, with the draw share beside it (none: each suite equally)
+        config, fairness_share = RLConfig(**recipe.pop("rl")), recipe.pop("fairness_share", None)
+    else:
+        config, fairness_share = resolve_recipe(recipe)
     config = config.model_copy(update={"iterations": iterations, "max_minutes": minutes or 1e9})
     pipe_folder = _manifest(home, "base_generator")["uris"]["pipeline"]
     pipe = load_pipeline(pipe_folder).to(device)
@@ -78,7 +82,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
         catalog, attributes = _manifest(home, "catalog_items")["uris"], _manifest(home, "item_attributes")["uris"]
         pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]))
-    weights = suite_draw_weights(train["suite"], {"fairness": fairness_share})
+    weights = suite_draw_weights(train["suite"], None if fairness_share is None else {"fairness": fairness_share})
     trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=weights, pretrain=pretrain)
     started = time.perf_counter()
     history = trainer.train()
@@ -141,7 +145,8 @@ def main() -> None:
         for recipe in args.recipe:
             recipe = json.loads(recipe)
             keep = {k: recipe.pop(k) for k in ("name", *REWARD_SETTINGS) if k in recipe}
-            print(json.dumps({**keep, "rl": resolve_recipe(recipe).model_dump()}))
+            config, fairness_share = resolve_recipe(recipe)
+            print(json.dumps({**keep, "fairness_share": fairness_share, "rl": config.model_dump()}))
         return
     if args.iterations is None:  # a 300 cap would end a 5-minute, 10-step CPU run at ~3.7 minutes
         args.iterations = 300 if args.minutes is None else 1000  # the demo's cap: its time budget ends the run first
