@@ -100,13 +100,13 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
     gain_ci = bootstrap_gain(before, after, eval_prompts)
     reader = demo_color_reader()
-    judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), reader)
+    judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), reader)  # held-out titles all name a colour
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
     scores, colour_hits = {}, {}
     for label, model in (("base", base.unet), ("rl", trainer.unet)):
         images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu()
-        scores[label] = judge.score(images, rows)
-        colour_hits[label] = float((np.asarray(reader.read(images_to_uint8(images)), dtype=object) == rows["color"].to_numpy(dtype=object)).mean())
+        category, colour = judge.parts(images, rows)
+        scores[label], colour_hits[label] = category + colour, float(colour.mean())
     preference, _ = win_rate_report(rows, scores["rl"], scores["base"])
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
     parity = {}

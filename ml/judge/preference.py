@@ -32,6 +32,11 @@ class CatalogJudge:
         self.category_judge, self.color_reader = category_judge, color_reader
 
     def score(self, images: torch.Tensor, prompts: pd.DataFrame) -> np.ndarray:
+        category, color = self.parts(images, prompts)
+        return category + color
+
+    def parts(self, images: torch.Tensor, prompts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The score's two terms: the prompted category's probability, and 1 where the prompted colour is read."""
         from ml.diffusion.sampling import images_to_uint8
 
         probabilities = self.category_judge.probabilities(images * 2 - 1).numpy()
@@ -43,7 +48,7 @@ class CatalogJudge:
         named = prompts["color"].notna().to_numpy()
         read = np.asarray(self.color_reader.read(images_to_uint8(images)), dtype=object)
         color = np.where(named, read == prompts["color"].to_numpy(dtype=object), 0).astype(np.float64)
-        return category + color
+        return category, color
 
 
 class RewardJudge:
