@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 
-REWARD_SETTINGS = ("fidelity_weight", "fidelity_mode", "parity_weight", "parity_temperature")  # recipe keys for demo_reward_spec
+REWARD_SETTINGS = ("fidelity_weight", "fidelity_mode", "parity_weight", "parity_temperature", "parity_memory")  # demo_reward_spec's arguments
 
 
 def _manifest(home: Path, asset: str) -> dict:
@@ -31,16 +31,18 @@ def _manifest(home: Path, asset: str) -> dict:
 
 def resolve_recipe(settings: dict):
     """GenerationResource fields (the demo's defaults for the rest) -> (RLConfig, the fairness
-    suite's share of prompt draws); needs Dagster installed, so `--resolve` writes recipes out
-    for a machine without it (a lent GPU)."""
+    suite's share of prompt draws, the reward settings); needs Dagster installed, so `--resolve`
+    writes recipes out for a machine without it (a lent GPU)."""
     from orchestration.resources import GenerationResource
 
     resource = GenerationResource(**settings)
-    return resource.rl_config(), resource.fairness_share
+    return resource.rl_config(), resource.fairness_share, {k: getattr(resource, k) for k in REWARD_SETTINGS}
 
 
 def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None,
-               reward_seeds: int = 32, save_dir: Path | None = None) -> dict:
+               reward_seeds: int = 32, save_dir: Path | None = None, measure_at: list[int] | None = None):
+    """Train the recipe and yield its figures at each of `measure_at` (default: only the end), one
+    run giving a curve of the figures against RL iterations."""
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
     from ml.diffusion.prompts import prompt_metadata, suite_draw_weights
@@ -56,13 +58,13 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
     recipe = dict(recipe)
     name = recipe.pop("name", "recipe")
-    reward_settings = {k: recipe.pop(k) for k in REWARD_SETTINGS if k in recipe}  # the rest: demo_reward_spec's defaults
     torch.manual_seed(0)
     if "rl" in recipe:  # written by --resolve, with the draw share beside it (none: each suite equally)
-        config, fairness_share = RLConfig(**recipe.pop("rl")), recipe.pop("fairness_share", None)
+        config, fairness_share, reward_settings = RLConfig(**recipe.pop("rl")), recipe.pop("fairness_share", None), recipe.pop("rewards", {})
     else:
-        config, fairness_share = resolve_recipe(recipe)
-    config = config.model_copy(update={"iterations": iterations, "max_minutes": minutes or 1e9})
+        config, fairness_share, reward_settings = resolve_recipe(recipe)
+    stops = sorted({i for i in (measure_at or []) if 0 < i < iterations} | {iterations})
+    config = config.model_copy(update={"iterations": stops[0], "max_minutes": minutes or 1e9})
     pipe_folder = _manifest(home, "base_generator")["uris"]["pipeline"]
     pipe = load_pipeline(pipe_folder).to(device)
     base = load_pipeline(pipe_folder).to(device)
@@ -84,48 +86,55 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
         pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]))
     weights = suite_draw_weights(train["suite"], None if fairness_share is None else {"fairness": fairness_share})
     trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=weights, pretrain=pretrain)
-    started = time.perf_counter()
-    history = trainer.train()
-    seconds = time.perf_counter() - started
-    if save_dir:  # the trained weights (LoRA or full), to look at its images afterwards
-        from safetensors.torch import save_file
-
-        save_dir.mkdir(parents=True, exist_ok=True)
-        save_file(trainer.trainable_state(), str(save_dir / f"{name}.safetensors"))
-
     held = prompts[prompts["split"].isin(["eval", "both"])]
     eval_prompts = [p for p in held["prompt"] for _ in range(reward_seeds)]
     eval_meta = [m for m in prompt_metadata(held) for _ in range(reward_seeds)]
     before, before_parts, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
-    after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
-    gain_ci = bootstrap_gain(before, after, eval_prompts)
     reader = demo_color_reader()
     judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), reader)  # held-out titles all name a colour
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
-    scores, colour_hits = {}, {}
-    for label, model in (("base", base.unet), ("rl", trainer.unet)):
+    bias_rows = [p for p in fairness for _ in range(bias_seeds)]
+
+    def judged(model) -> tuple[np.ndarray, float]:
         images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu()
         category, colour = judge.parts(images, rows)
-        scores[label], colour_hits[label] = category + colour, float(colour.mean())
-    preference, _ = win_rate_report(rows, scores["rl"], scores["base"])
-    bias_rows = [p for p in fairness for _ in range(bias_seeds)]
-    parity = {}
-    for label, model in (("base", base.unet), ("rl", trainer.unet)):
+        return category + colour, float(colour.mean())
+
+    def parity_of(model) -> tuple[float, float]:
         images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model))
         table = per_prompt_parity(pd.DataFrame({"prompt": bias_rows, "group": reader.read(images)}), reader.names)
-        parity[label] = (float(table["parity_distance"].mean()), float(table["no_read"].mean()))
-    return {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
-            "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
-            "reward_before": round(float(before.mean()), 4), "reward_after": round(float(after.mean()), 4),
-            "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
-            "win_rate": round(preference["win_rate"], 3), "win_ci": [round(preference["win_rate_ci_low"], 3), round(preference["win_rate_ci_high"], 3)],
-            "judge_base": round(preference["baseline_score"], 4), "judge_rl": round(preference["candidate_score"], 4),
-            "judge_colour_base": round(colour_hits["base"], 3), "judge_colour_rl": round(colour_hits["rl"], 3),
-            **{f"{name}_before": round(float(before_parts[name].mean()), 4) for name in before_parts},
-            **{f"{name}_after": round(float(after_parts[name].mean()), 4) for name in after_parts},
-            "parity_base": round(parity["base"][0], 3), "parity_rl": round(parity["rl"][0], 3),
-            "no_read_base": round(parity["base"][1], 3), "no_read_rl": round(parity["rl"][1], 3),
-            "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe}
+        return float(table["parity_distance"].mean()), float(table["no_read"].mean())
+
+    base_scores, base_colour = judged(base.unet)
+    base_parity = parity_of(base.unet)
+    seconds = 0.0
+    for stop in stops:
+        trainer.config = trainer.config.model_copy(update={"iterations": stop})
+        started = time.perf_counter()
+        history = trainer.train()
+        seconds += time.perf_counter() - started
+        if save_dir:  # the trained weights (LoRA or full), to look at its images afterwards
+            from safetensors.torch import save_file
+
+            save_dir.mkdir(parents=True, exist_ok=True)
+            save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
+        after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
+        gain_ci = bootstrap_gain(before, after, eval_prompts)
+        rl_scores, rl_colour = judged(trainer.unet)
+        preference, _ = win_rate_report(rows, rl_scores, base_scores)
+        rl_parity = parity_of(trainer.unet)
+        yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
+               "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
+               "reward_before": round(float(before.mean()), 4), "reward_after": round(float(after.mean()), 4),
+               "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
+               "win_rate": round(preference["win_rate"], 3), "win_ci": [round(preference["win_rate_ci_low"], 3), round(preference["win_rate_ci_high"], 3)],
+               "judge_base": round(preference["baseline_score"], 4), "judge_rl": round(preference["candidate_score"], 4),
+               "judge_colour_base": round(base_colour, 3), "judge_colour_rl": round(rl_colour, 3),
+               **{f"{k}_before": round(float(v.mean()), 4) for k, v in before_parts.items()},
+               **{f"{k}_after": round(float(v.mean()), 4) for k, v in after_parts.items()},
+               "parity_base": round(base_parity[0], 3), "parity_rl": round(rl_parity[0], 3),
+               "no_read_base": round(base_parity[1], 3), "no_read_rl": round(rl_parity[1], 3),
+               "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe}
 
 
 def main() -> None:
@@ -138,15 +147,17 @@ def main() -> None:
     parser.add_argument("--bias-seeds", type=int, default=128)
     parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--save-dir", type=Path, default=None, help="write each recipe's trained weights here as NAME.safetensors")
+    parser.add_argument("--save-dir", type=Path, default=None, help="write each recipe's trained weights here as NAME-ITERATIONS.safetensors")
+    parser.add_argument("--measure-at", type=lambda text: [int(i) for i in text.split(",")], default=None,
+                        help="comma-separated iteration counts at which to measure too (besides the end): a curve from one run")
     parser.add_argument("--resolve", action="store_true", help="print each recipe with its full RLConfig under 'rl', and stop")
     args = parser.parse_args()
     if args.resolve:
         for recipe in args.recipe:
             recipe = json.loads(recipe)
-            keep = {k: recipe.pop(k) for k in ("name", *REWARD_SETTINGS) if k in recipe}
-            config, fairness_share = resolve_recipe(recipe)
-            print(json.dumps({**keep, "fairness_share": fairness_share, "rl": config.model_dump()}))
+            keep = {k: recipe.pop(k) for k in ("name",) if k in recipe}
+            config, fairness_share, reward_settings = resolve_recipe(recipe)
+            print(json.dumps({**keep, "fairness_share": fairness_share, "rewards": reward_settings, "rl": config.model_dump()}))
         return
     if args.iterations is None:  # a 300 cap would end a 5-minute, 10-step CPU run at ~3.7 minutes
         args.iterations = 300 if args.minutes is None else 1000  # the demo's cap: its time budget ends the run first
@@ -154,8 +165,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for recipe in args.recipe or ['{"name": "default"}']:
-        print(json.dumps(run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes, args.reward_seeds,
-                                    args.save_dir)), flush=True)
+        for figures in run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes,
+                                  args.reward_seeds, args.save_dir, args.measure_at):
+            print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

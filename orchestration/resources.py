@@ -204,6 +204,9 @@ class GenerationResource(ConfigurableResource):
     # 0.49 / 0.39; 8 cut it 40% / 34%, win-rate 0.42 / 0.48; 16 (seed 0) 35%, 0.49
     parity_weight: float = 8.0
     parity_temperature: float = 0.0  # > 0: soft colour memberships in the parity reward (see ml.rewards.parity.color_parity)
+    # parity shares also count each prompt's last N colour reads (ml.rewards.parity.GroupParity; 0: the 8-sample batch alone). 440
+    # iterations on the 28c1731 demo state, 32 vs 0: parity -51% vs -38% (seed 0), -42% vs -37% (seed 1), win-rate 0.68 vs 0.66, 0.60 vs 0.60
+    parity_memory: int = 32
     grid_every: int = 10
     resume_from: str | None = None  # an RL checkpoint folder (.../rl/checkpoints/iteration-NNNNNN) to continue from
     eval_seed: int = 1234
@@ -215,7 +218,8 @@ class GenerationResource(ConfigurableResource):
         vocabulary, and colour parity."""
         from ml.rewards.demo import demo_reward_spec
 
-        return demo_reward_spec(dual_encoder, prompts, self.fidelity_weight, self.fidelity_mode, self.parity_weight, self.parity_temperature)
+        return demo_reward_spec(dual_encoder, prompts, self.fidelity_weight, self.fidelity_mode, self.parity_weight, self.parity_temperature,
+                                self.parity_memory)
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

@@ -312,7 +312,8 @@ class RLTrainer:
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, folder / "optimizer.pt")
             save_file({"generator": self.generator.get_state(), "torch": torch.get_rng_state()}, str(folder / "rng.safetensors"))
             state = {"iteration": self.iteration, "history": self.history, "numpy_rng": self.rng.bit_generator.state,
-                     "tracker": self.tracker.state_dict(), "config": self.config.model_dump(), "finetune": self.config.finetune}
+                     "tracker": self.tracker.state_dict(), "reward": self.reward.state_dict(), "config": self.config.model_dump(),
+                     "finetune": self.config.finetune}
             (folder / "trainer_state.json").write_text(json.dumps(state))
         self.accelerator.wait_for_everyone()
         return folder
@@ -346,6 +347,7 @@ class RLTrainer:
         torch.set_rng_state(rng["torch"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.tracker.load_state_dict(state["tracker"])
+        self.reward.load_state_dict(state.get("reward", {}))
         self.iteration, self.history = state["iteration"], state["history"]
 
 
@@ -358,5 +360,6 @@ def evaluate_rewards(pipe, reward: MultiReward, prompts: list[str], metadata: li
     model.eval()
     images = generate(pipe, prompts, sampling, seed, batch_size, unet=unet)
     model.train(was_training)
-    total, components = reward(images, prompts, metadata)
+    with reward.memory_off():
+        total, components = reward(images, prompts, metadata)
     return total, components, images

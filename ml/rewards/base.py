@@ -6,6 +6,7 @@ only when built and fail with `RewardUnavailable` saying what is missing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -65,6 +66,23 @@ class MultiReward:
                 raise ValueError(f"reward {name!r} returned shape {values.shape}, expected ({len(prompts)},)")
         total = sum(self.components[name][1] * values for name, values in parts.items())
         return total, parts
+
+    def state_dict(self) -> dict:
+        """The state of components that keep some (parity memory), for checkpoints."""
+        return {name: reward.state_dict() for name, (reward, _) in self.components.items() if hasattr(reward, "state_dict")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, component_state in state.items():
+            self.components[name][0].load_state_dict(component_state)
+
+    @contextmanager
+    def memory_off(self):
+        """Score an evaluation batch on its own: components with a training memory neither use nor update it."""
+        with ExitStack() as stack:
+            for reward, _ in self.components.values():
+                if hasattr(reward, "memory_off"):
+                    stack.enter_context(reward.memory_off())
+            yield self
 
     @property
     def weights(self) -> dict[str, float]:

@@ -8,6 +8,7 @@ image whose group cannot be read scores `no_read_penalty`, so collapse is never 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -22,13 +23,37 @@ class GroupParity:
     shares being mean memberships over the prompt's readable samples; with hard reads p_i is
     one-hot and this is 1/K minus the share of i's group. Soft memberships keep the objective (a
     group's mean is minus the squared distance of its shares to uniform) but still give a signal
-    when every sample of a prompt reads as the same group."""
+    when every sample of a prompt reads as the same group.
+
+    `memory` > 0: shares also count the prompt's last `memory` readable reads from earlier calls.
+    Eight samples cannot tell a colour the generator draws 3% of the time from one it draws 17%
+    (both are mostly alone in the batch, reward 0); the reads of earlier batches can, and that is
+    where batch shares stalled. The memory is training state: `state_dict` for checkpoints, and
+    `memory_off` for evaluation batches, which are scored on their own."""
 
     def __init__(self, name: str, read_groups: Callable[[np.ndarray], list[str]], groups: list[str],
                  applies: Callable[[dict], bool], no_read_penalty: float = -1.0,
-                 soft_read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None):
+                 soft_read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None, memory: int = 0):
+        if memory < 0:
+            raise ValueError(f"memory={memory}: the number of earlier reads per prompt to count, 0 for none")
         self.name, self.read_groups, self.groups, self.applies = name, read_groups, list(groups), applies
-        self.no_read_penalty, self.soft_read = no_read_penalty, soft_read
+        self.no_read_penalty, self.soft_read, self.memory = no_read_penalty, soft_read, memory
+        self.recent: dict[str, np.ndarray] = {}
+
+    def state_dict(self) -> dict:
+        return {"recent": {prompt: reads.tolist() for prompt, reads in self.recent.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        k = len(self.groups)
+        self.recent = {prompt: np.asarray(reads, np.float64).reshape(-1, k) for prompt, reads in state["recent"].items()}
+
+    @contextmanager
+    def memory_off(self):
+        memory, self.memory = self.memory, 0
+        try:
+            yield self
+        finally:
+            self.memory = memory
 
     def memberships(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N x K group memberships, readable mask) for uint8 images: soft if configured, else one-hot."""
@@ -48,14 +73,18 @@ class GroupParity:
         for prompt in np.unique(prompt_of):
             members = np.flatnonzero(prompt_of == prompt)
             ok = members[readable[members]]
-            share = memberships[ok].mean(axis=0) if len(ok) else np.full(k, 1 / k)
+            seen = memberships[ok]
+            if self.memory:
+                seen = np.concatenate([self.recent.get(prompt, np.zeros((0, k))), seen])
+                self.recent[prompt] = seen[-self.memory:]
+            share = seen.mean(axis=0) if len(seen) else np.full(k, 1 / k)
             out[rows[members]] = np.where(readable[members], memberships[members] @ (1 / k - share), self.no_read_penalty)
         return out
 
 
 @register_reward("color_parity")
 def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read_penalty: float = -1.0,
-                 temperature: float = 0.0) -> GroupParity:
+                 temperature: float = 0.0, memory: int = 0) -> GroupParity:
     """The demo's analogue of skin-tone parity: garment colour over prompts that name none.
     `temperature` > 0 reads soft memberships (softmax of -reader score / temperature; reader
     scores of a clear garment differ by thousands between its colour and the next)."""
@@ -63,7 +92,7 @@ def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read
 
     reader = ColorReader(ColorReaderConfig(palette=palette)) if palette else demo_color_reader()
     soft = (lambda images: reader.probabilities(images, temperature)) if temperature > 0 else None
-    return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty, soft)
+    return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty, soft, memory)
 
 
 def _people_parity(name: str, attribute: str, groups: list[str], names_key: str, no_read_penalty: float, min_side: int) -> GroupParity:

@@ -5,6 +5,8 @@ whose reward rises."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -279,6 +281,45 @@ def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_re
     soft = make_reward("color_parity", temperature=2000.0)(alike, ["a coat"] * 4, meta)
     assert np.ptp(reads) == 0  # all four read black: the hard reward has nothing to say
     assert soft[3] > soft[0] == pytest.approx(soft[1])  # the soft one credits the sample that leans away from black
+
+
+def test_parity_memory_tells_a_rare_colour_from_a_common_one_that_a_batch_of_eight_cannot():
+    """A prompt drew red often and green never: in a batch where each is alone, batch shares
+    give both the same reward; with memory the green one gets more. The memory round-trips
+    through the checkpoint state, and evaluation batches (memory_off) neither use nor change it."""
+    from ml.catalog.demo_world import PALETTE
+
+    white = np.full((16, 16, 3), 255, np.uint8)
+    def garment(color):
+        image = white.copy()
+        image[3:13, 3:13] = PALETTE[color]
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    def batch(colors):
+        return torch.stack([garment(c) for c in colors]), ["a dress"] * len(colors), [{"names_color": False}] * len(colors)
+    earlier = batch(["red"] * 4 + ["black"] * 4)
+    now = batch(["black"] * 6 + ["red", "green"])
+    plain = make_reward("color_parity")
+    plain(*earlier)
+    without = plain(*now)
+    assert without[6] == without[7]  # alone in the batch, both: 1/8 - 1/8
+    remembering = MultiReward({"color_parity": (make_reward("color_parity", memory=16), 1.0)})
+    remembering(*earlier)
+    state = remembering.state_dict()
+    _, parts = remembering(*now)
+    assert parts["color_parity"][7] > parts["color_parity"][6] + 0.1  # green (never seen) over red (5 of 16)
+    # shares over the 16 reads: black 10, red 5, green 1
+    assert parts["color_parity"][[0, 6, 7]] == pytest.approx([1 / 8 - 10 / 16, 1 / 8 - 5 / 16, 1 / 8 - 1 / 16])
+
+    restored = MultiReward({"color_parity": (make_reward("color_parity", memory=16), 1.0)})
+    restored.load_state_dict(json.loads(json.dumps(state)))  # as the trainer's checkpoint stores it
+    assert restored(*now)[1]["color_parity"] == pytest.approx(parts["color_parity"])
+    memory = {k: v.copy() for k, v in restored.components["color_parity"][0].recent.items()}
+    with restored.memory_off():
+        evaluated = restored(*now)[1]["color_parity"]
+    assert evaluated == pytest.approx(without)
+    assert all(np.array_equal(memory[k], v) for k, v in restored.components["color_parity"][0].recent.items())
+    with pytest.raises(ValueError, match="memory"):
+        make_reward("color_parity", memory=-1)
 
 
 def test_gradient_agreement_estimate_separates_signal_from_noise():
