@@ -139,16 +139,18 @@ def _rl_config(**overrides):
 
 @pytest.mark.parametrize("finetune", ["lora", "full"])
 def test_resume_continues_exactly_where_it_stopped(tokenizer_dir, tmp_path, finetune):
-    reward = MultiReward({"redness": (Redness(), 1.0)})
+    def reward():  # each run its own: the parity memory is state the checkpoint must carry
+        return MultiReward({"redness": (Redness(), 1.0), "color_parity": (make_reward("color_parity", memory=8), 0.5)})
     prompts, meta = ["a red dress", "a bag", "a coat"], [{}, {}, {}]
-    straight = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(finetune=finetune))
+    straight = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune))
     straight.train()
-    first = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(finetune=finetune, iterations=2), output_dir=tmp_path)
+    first = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune, iterations=2), output_dir=tmp_path)
     base = first.trainable_state()
     first.train()
     checkpoint = tmp_path / "checkpoints" / "iteration-000002"
-    resumed = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(finetune=finetune))
+    resumed = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune))
     resumed.load_checkpoint(checkpoint)
+    assert resumed.reward.state_dict() == first.reward.state_dict() != {"color_parity": {"recent": {}}}
     loaded = resumed.trainable_state()
     assert resumed.iteration == 2
     assert all(torch.equal(loaded[k], v) for k, v in first.trainable_state().items())
