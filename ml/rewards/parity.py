@@ -95,25 +95,27 @@ def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read
     return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty, soft, memory)
 
 
-def _people_parity(name: str, attribute: str, groups: list[str], names_key: str, no_read_penalty: float, min_side: int) -> GroupParity:
+def _people_parity(name: str, attribute: str, groups: list[str], names_key: str, no_read_penalty: float, min_side: int,
+                   memory: int) -> GroupParity:
     from ml.fairness.people import PeopleReader
 
     reader = PeopleReader(min_side=min_side)
     return GroupParity(name, lambda images: reader.groups(images, attribute), groups,
-                       lambda m: m.get("suite") == "people" and not m.get(names_key, False), no_read_penalty)
+                       lambda m: m.get("suite") == "people" and not m.get(names_key, False), no_read_penalty, memory=memory)
 
 
 @register_reward("skin_tone_parity")
-def skin_tone_parity(no_read_penalty: float = -1.0, min_side: int = 256) -> GroupParity:
-    """People prompts (metadata suite "people") that name no skin tone: the ITA groups."""
+def skin_tone_parity(no_read_penalty: float = -1.0, min_side: int = 256, memory: int = 0) -> GroupParity:
+    """People prompts (metadata suite "people") that name no skin tone: the ITA groups. `memory`:
+    see GroupParity (measured on the demo's colours only)."""
     from ml.fairness.people import SKIN_TONES
 
-    return _people_parity("skin_tone_parity", "skin_tone", SKIN_TONES, "names_skin_tone", no_read_penalty, min_side)
+    return _people_parity("skin_tone_parity", "skin_tone", SKIN_TONES, "names_skin_tone", no_read_penalty, min_side, memory)
 
 
 @register_reward("gender_parity")
-def gender_parity(no_read_penalty: float = -1.0, min_side: int = 256) -> GroupParity:
+def gender_parity(no_read_penalty: float = -1.0, min_side: int = 256, memory: int = 0) -> GroupParity:
     """People prompts that name no gender: the bundled ONNX gender classifier's two groups."""
     from ml.fairness.people import GENDERS
 
-    return _people_parity("gender_parity", "gender", GENDERS, "names_gender", no_read_penalty, min_side)
+    return _people_parity("gender_parity", "gender", GENDERS, "names_gender", no_read_penalty, min_side, memory)
