@@ -206,6 +206,7 @@ class GenerationResource(ConfigurableResource):
     parity_temperature: float = 0.0  # > 0: soft colour memberships in the parity reward (see ml.rewards.parity.color_parity)
     # parity shares also count each prompt's last N colour reads (ml.rewards.parity.GroupParity; 0: the 8-sample batch alone). 440
     # iterations on the 28c1731 demo state, 32 vs 0: parity -51% vs -38% (seed 0), -42% vs -37% (seed 1), win-rate 0.68 vs 0.66, 0.60 vs 0.60
+    # (16: -50%, 0.70; 64: -40%, 0.67, seed 0: 64 reads span ~40 iterations and go stale)
     parity_memory: int = 32
     grid_every: int = 10
     resume_from: str | None = None  # an RL checkpoint folder (.../rl/checkpoints/iteration-NNNNNN) to continue from
