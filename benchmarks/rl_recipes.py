@@ -155,9 +155,9 @@ def main() -> None:
     if args.resolve:
         for recipe in args.recipe:
             recipe = json.loads(recipe)
-            keep = {k: recipe.pop(k) for k in ("name",) if k in recipe}
+            name = {"name": recipe.pop("name")} if "name" in recipe else {}
             config, fairness_share, reward_settings = resolve_recipe(recipe)
-            print(json.dumps({**keep, "fairness_share": fairness_share, "rewards": reward_settings, "rl": config.model_dump()}))
+            print(json.dumps({**name, "fairness_share": fairness_share, "rewards": reward_settings, "rl": config.model_dump()}))
         return
     if args.iterations is None:  # a 300 cap would end a 5-minute, 10-step CPU run at ~3.7 minutes
         args.iterations = 300 if args.minutes is None else 1000  # the demo's cap: its time budget ends the run first

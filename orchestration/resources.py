@@ -190,8 +190,8 @@ class GenerationResource(ConfigurableResource):
     lora_rank: int = 4
     # the paper's pretraining term: diffusion loss on real catalog images with their "a {colour} {category}" captions, one
     # minibatch per policy minibatch. Without it parity training leaked into titled prompts: 440 iterations on the 300cedf demo
-    # state, win-rate 0.40-0.43 -> 0.64-0.66 with it, parity -41% -> -38%. The term alone (no reward) also won 0.63: the judge's
-    # gain is the regulariser's, RL's own is parity
+    # state, win-rate 0.40-0.43 -> 0.64-0.66 with it, parity -41% -> -38%. The term alone (no reward) also won 0.63 there, but
+    # only 0.48 against RL's 0.66 on the 28c1731 state: how much of the judge's gain is the regulariser's depends on the base
     pretrain_weight: float = 1.0
     kl_weight: float = 0.0
     rl_minutes: float = 5.0
