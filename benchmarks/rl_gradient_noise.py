@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.rl_recipes import _manifest
+from benchmarks.rl_recipes import _manifest, resolve_recipe
 
 
 def expected_cosine(grads: np.ndarray, minibatch: int, batch: int) -> float:
@@ -30,9 +30,9 @@ def main() -> None:
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
     from ml.diffusion.prompts import prompt_metadata
-    from ml.diffusion.sampling import SamplingConfig, encode_prompts, sample_trajectories
+    from ml.diffusion.sampling import encode_prompts, sample_trajectories
     from ml.diffusion.stat_tracking import PerPromptStatTracker
-    from ml.diffusion.trainer import RLConfig, RLTrainer
+    from ml.diffusion.trainer import RLTrainer
     from ml.rewards import make_multi_reward
     from ml.rewards.demo import demo_reward_spec
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64, help="per prompt")
     parser.add_argument("--minibatch", type=int, default=8)
-    parser.add_argument("--parity-weight", type=float, default=None, help="default: demo_reward_spec's")
+    parser.add_argument("--parity-weight", type=float, default=None, help="default: GenerationResource's")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps (the demo's default)")
     args = parser.parse_args()
@@ -49,11 +49,11 @@ def main() -> None:
     home = Path(args.home)
     prompts = read_table(_manifest(home, "rl_prompts")["uris"]["prompts"])
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"]) & prompts["split"].isin(["train", "both"])]
-    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts,
-                                                **({} if args.parity_weight is None else {"parity_weight": args.parity_weight})))
+    demo, _, reward_settings = resolve_recipe({} if args.parity_weight is None else {"parity_weight": args.parity_weight})
+    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
     pipe = load_pipeline(_manifest(home, "base_generator")["uris"]["pipeline"])
-    config = RLConfig(prompts_per_iteration=args.prompts, samples_per_prompt=args.samples, finetune="lora", lr=0.0, seed=args.seed,
-                      sampling=SamplingConfig(num_inference_steps=args.steps, guidance_scale=2.0, eta=1.0))
+    config = demo.model_copy(update={"prompts_per_iteration": args.prompts, "samples_per_prompt": args.samples, "finetune": "lora", "lr": 0.0,
+                                     "seed": args.seed, "sampling": demo.sampling.model_copy(update={"num_inference_steps": args.steps})})
     trainer = RLTrainer(pipe, reward, list(prompts["prompt"]), prompt_metadata(prompts), config)
     chosen, metadata = trainer._choose_prompts()
     with torch.no_grad():

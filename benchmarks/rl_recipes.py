@@ -19,9 +19,6 @@ import pandas as pd
 import torch
 
 
-REWARD_SETTINGS = ("fidelity_weight", "fidelity_mode", "parity_weight", "parity_temperature", "parity_memory")  # demo_reward_spec's arguments
-
-
 def _manifest(home: Path, asset: str) -> dict:
     files = sorted((home / "data" / "manifests" / asset).glob("*"))
     if not files:
@@ -35,8 +32,11 @@ def resolve_recipe(settings: dict):
     writes recipes out for a machine without it (a lent GPU)."""
     from orchestration.resources import GenerationResource
 
+    unknown = sorted(set(settings) - set(GenerationResource.model_fields))
+    if unknown:
+        raise SystemExit(f"recipe fields {unknown} are not GenerationResource fields (a typo would silently run the default)")
     resource = GenerationResource(**settings)
-    return resource.rl_config(), resource.fairness_share, {k: getattr(resource, k) for k in REWARD_SETTINGS}
+    return resource.rl_config(), resource.fairness_share, resource.reward_settings()
 
 
 def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None,
@@ -60,7 +60,9 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     name = recipe.pop("name", "recipe")
     torch.manual_seed(0)
     if "rl" in recipe:  # written by --resolve, with the draw share beside it (none: each suite equally)
-        config, fairness_share, reward_settings = RLConfig(**recipe.pop("rl")), recipe.pop("fairness_share", None), recipe.pop("rewards", {})
+        if "rewards" not in recipe:
+            raise SystemExit(f"recipe {name!r} has 'rl' but no 'rewards': write it again with --resolve")
+        config, fairness_share, reward_settings = RLConfig(**recipe.pop("rl")), recipe.pop("fairness_share", None), recipe.pop("rewards")
     else:
         config, fairness_share, reward_settings = resolve_recipe(recipe)
     stops = sorted({i for i in (measure_at or []) if 0 < i < iterations} | {iterations})
@@ -140,7 +142,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", default=".shopwindow")
-    parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields, plus name, parity_weight, parity_temperature, fidelity_weight, fidelity_mode")
+    parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields (the demo's defaults for the rest), plus name")
     parser.add_argument("--iterations", type=int, default=None, help="default: 300, or 1000 (the demo's cap) with --minutes")
     parser.add_argument("--minutes", type=float, default=None, help="a time budget (the demo's is 5 minutes on 2 CPU cores)")
     parser.add_argument("--eval-seeds", type=int, default=16)

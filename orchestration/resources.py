@@ -205,9 +205,10 @@ class GenerationResource(ConfigurableResource):
     parity_weight: float = 8.0
     parity_temperature: float = 0.0  # > 0: soft colour memberships in the parity reward (see ml.rewards.parity.color_parity)
     # parity shares also count each prompt's last N colour reads (ml.rewards.parity.GroupParity; 0: the 8-sample batch alone). 440
-    # iterations on the 28c1731 demo state, 32 vs 0: parity -51% vs -38% (seed 0), -42% vs -37% (seed 1), win-rate 0.68 vs 0.66, 0.60 vs 0.60
+    # iterations on the 28c1731 demo state (l2), 32 vs 0: parity -51% vs -38% (seed 0), -42% vs -37% (seed 1), win-rate 0.68 vs 0.66, 0.60 vs 0.60
     # (16: -50%, 0.70; 64: -40%, 0.67, seed 0: 64 reads span ~40 iterations and go stale)
     parity_memory: int = 32
+    parity_objective: str = "l2"  # l2 | kl: see ml.rewards.parity
     grid_every: int = 10
     resume_from: str | None = None  # an RL checkpoint folder (.../rl/checkpoints/iteration-NNNNNN) to continue from
     eval_seed: int = 1234
@@ -219,8 +220,12 @@ class GenerationResource(ConfigurableResource):
         vocabulary, and colour parity."""
         from ml.rewards.demo import demo_reward_spec
 
-        return demo_reward_spec(dual_encoder, prompts, self.fidelity_weight, self.fidelity_mode, self.parity_weight, self.parity_temperature,
-                                self.parity_memory)
+        return demo_reward_spec(dual_encoder, prompts, **self.reward_settings())
+
+    def reward_settings(self) -> dict:
+        """demo_reward_spec's settings, for the benchmarks that build the reward without Dagster."""
+        return {"fidelity_weight": self.fidelity_weight, "fidelity_mode": self.fidelity_mode, "parity_weight": self.parity_weight,
+                "parity_temperature": self.parity_temperature, "parity_memory": self.parity_memory, "parity_objective": self.parity_objective}
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

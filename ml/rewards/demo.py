@@ -63,11 +63,13 @@ class PromptFidelity:
         return self.scale * out
 
 
-def demo_reward_spec(dual_encoder: str, prompts, fidelity_weight: float = 1.0, fidelity_mode: str = "zero_shot",
-                     parity_weight: float = 8.0, parity_temperature: float = 0.0, parity_memory: int = 32) -> dict:
+def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
+                     parity_temperature: float, parity_memory: int, parity_objective: str) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
-    and the RL benchmarks, which run where Dagster is not installed."""
+    and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
+    in one place, GenerationResource (the benchmarks resolve recipes through it)."""
     return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
                                 "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
-            "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory}}
+            "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
+                             "objective": parity_objective}}

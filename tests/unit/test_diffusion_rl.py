@@ -324,6 +324,42 @@ def test_parity_memory_tells_a_rare_colour_from_a_common_one_that_a_batch_of_eig
         make_reward("color_parity", memory=-1)
 
 
+def test_kl_parity_credits_a_rare_colour_by_how_far_it_falls_short_not_by_its_share_alone():
+    """objective "kl": a sample's reward is (1/K) / share(its colour) - 1, the score-function
+    reward of -KL(uniform || shares), which averages 0 over the shares and is capped for colours
+    never seen."""
+    from ml.catalog.demo_world import PALETTE
+
+    white = np.full((16, 16, 3), 255, np.uint8)
+    def garment(color):
+        image = white.copy()
+        image[3:13, 3:13] = PALETTE[color]
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    colors = ["black"] * 10 + ["red"] * 5 + ["green"]
+    images, prompts, meta = torch.stack([garment(c) for c in colors]), ["a dress"] * 16, [{"names_color": False}] * 16
+    kl = make_reward("color_parity", objective="kl")(images, prompts, meta)
+    assert kl[[0, 10, 15]] == pytest.approx([(1 / 8) / (10 / 16) - 1, (1 / 8) / (5 / 16) - 1, (1 / 8) / (1 / 16) - 1])
+    assert kl.mean() == pytest.approx(3 / 8 - 1)  # the sum of 1/K over the three colours drawn, minus 1
+    l2 = make_reward("color_parity")(images, prompts, meta)
+    assert kl[15] / kl[0] < l2[15] / l2[0]  # green's credit against black's is larger under kl (both ratios negative)
+    parity = make_reward("color_parity", objective="kl")
+    assert parity.need(np.full(8, 1 / 8)) == pytest.approx(np.zeros(8))
+    assert parity.need(np.array([1.0] + [0.0] * 7))[1:] == pytest.approx(np.full(7, parity.max_ratio - 1))
+    with pytest.raises(ValueError, match="objective"):
+        make_reward("color_parity", objective="tv")
+
+
+def test_rl_recipes_take_every_default_from_the_resource_and_refuse_unknown_fields():
+    from benchmarks.rl_recipes import resolve_recipe
+    from orchestration.resources import GenerationResource
+
+    config, share, rewards = resolve_recipe({"lr": 2e-3, "parity_memory": 8})
+    assert config.lr == 2e-3 and rewards["parity_memory"] == 8
+    assert rewards["parity_weight"] == GenerationResource().parity_weight and share == GenerationResource().fairness_share
+    with pytest.raises(SystemExit, match="parity_wieght"):
+        resolve_recipe({"parity_wieght": 4})
+
+
 def test_gradient_agreement_estimate_separates_signal_from_noise():
     from benchmarks.rl_gradient_noise import expected_cosine
 
