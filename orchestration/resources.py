@@ -211,7 +211,8 @@ class GenerationResource(ConfigurableResource):
     parity_memory: int = 32
     # kl: reward (1/K) / share - 1 (ml.rewards.parity), which grows a rare colour as fast as it shrinks a common one; l2: 1/K - share,
     # weight 8. 440 iterations on the 28c1731 state, kl 3 vs l2 8, seeds 0 / 1 / 2: parity -54% / -49% / -52% vs -51% / -42% / -47%,
-    # win-rate 0.64 / 0.61 / 0.56 vs 0.68 / 0.60 / 0.56; at 880 (seed 0) both -53%, 0.74 vs 0.75
+    # win-rate 0.64 / 0.61 / 0.56 vs 0.68 / 0.60 / 0.56; at 880 (seed 0) both -53%, 0.74 vs 0.75. On the 3986f85 demo's state (348
+    # iterations): -30% vs -25%, win-rate 0.41 vs 0.52
     parity_objective: str = "kl"
     grid_every: int = 10
     resume_from: str | None = None  # an RL checkpoint folder (.../rl/checkpoints/iteration-NNNNNN) to continue from
