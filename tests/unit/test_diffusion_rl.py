@@ -191,16 +191,19 @@ def test_reward_registry_round_trip_and_clear_errors():
         make_reward("pickscore")
 
 
-def test_color_parity_rewards_the_under_represented_colour():
+def _garment(color) -> torch.Tensor:
+    """A 16 x 16 catalog-style image, 3 x H x W in [0, 1]: a square of a palette colour (name) or
+    an RGB tuple on white."""
     from ml.catalog.demo_world import PALETTE
 
+    image = np.full((16, 16, 3), 255, np.uint8)
+    image[3:13, 3:13] = PALETTE[color] if isinstance(color, str) else color
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+
+
+def test_color_parity_rewards_the_under_represented_colour():
     parity = make_reward("color_parity")
-    white = np.full((16, 16, 3), 255, np.uint8)
-    def garment(color):
-        image = white.copy()
-        image[3:13, 3:13] = PALETTE[color]
-        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    images = torch.stack([garment("red"), garment("red"), garment("red"), garment("blue"), garment("blue"), torch.ones(3, 16, 16)])
+    images = torch.stack([_garment("red"), _garment("red"), _garment("red"), _garment("blue"), _garment("blue"), torch.ones(3, 16, 16)])
     rewards = parity(images, ["a dress"] * 4 + ["a bag"] * 2, [{"names_color": False}] * 4 + [{"names_color": True}] * 2)
     assert rewards[3] > rewards[0]  # the one blue among three reds gets more credit than a red
     assert rewards[:4].mean() == pytest.approx(-(0.75**2 + 0.25**2 - 1 / 8))  # minus the squared L2 distance to uniform over 8 colours
@@ -265,20 +268,13 @@ def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
 
 
 def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_read_alike():
-    from ml.catalog.demo_world import PALETTE
-
-    white = np.full((16, 16, 3), 255, np.uint8)
-    def garment(rgb):
-        image = white.copy()
-        image[3:13, 3:13] = rgb
-        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
     meta = [{"names_color": False}] * 4
-    mixed = torch.stack([garment(PALETTE["red"])] * 3 + [garment(PALETTE["blue"])])
+    mixed = torch.stack([_garment("red")] * 3 + [_garment("blue")])
     hard = make_reward("color_parity")(mixed, ["a dress"] * 4, meta)
     sharp = make_reward("color_parity", temperature=1.0)(mixed, ["a dress"] * 4, meta)
     assert sharp == pytest.approx(hard, abs=1e-6)
     black, greenish = (30, 30, 30), (30, 70, 30)
-    alike = torch.stack([garment(black)] * 3 + [garment(greenish)])
+    alike = torch.stack([_garment(black)] * 3 + [_garment(greenish)])
     reads = make_reward("color_parity")(alike, ["a coat"] * 4, meta)
     soft = make_reward("color_parity", temperature=2000.0)(alike, ["a coat"] * 4, meta)
     assert np.ptp(reads) == 0  # all four read black: the hard reward has nothing to say
@@ -289,15 +285,8 @@ def test_parity_memory_tells_a_rare_colour_from_a_common_one_that_a_batch_of_eig
     """A prompt drew red often and green never: in a batch where each is alone, batch shares
     give both the same reward; with memory the green one gets more. The memory round-trips
     through the checkpoint state, and evaluation batches (memory_off) neither use nor change it."""
-    from ml.catalog.demo_world import PALETTE
-
-    white = np.full((16, 16, 3), 255, np.uint8)
-    def garment(color):
-        image = white.copy()
-        image[3:13, 3:13] = PALETTE[color]
-        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
     def batch(colors):
-        return torch.stack([garment(c) for c in colors]), ["a dress"] * len(colors), [{"names_color": False}] * len(colors)
+        return torch.stack([_garment(c) for c in colors]), ["a dress"] * len(colors), [{"names_color": False}] * len(colors)
     earlier = batch(["red"] * 4 + ["black"] * 4)
     now = batch(["black"] * 6 + ["red", "green"])
     plain = make_reward("color_parity")
@@ -328,15 +317,8 @@ def test_kl_parity_credits_a_rare_colour_by_how_far_it_falls_short_not_by_its_sh
     """objective "kl": a sample's reward is (1/K) / share(its colour) - 1, the score-function
     reward of -KL(uniform || shares), which averages 0 over the shares and is capped for colours
     never seen."""
-    from ml.catalog.demo_world import PALETTE
-
-    white = np.full((16, 16, 3), 255, np.uint8)
-    def garment(color):
-        image = white.copy()
-        image[3:13, 3:13] = PALETTE[color]
-        return torch.from_numpy(image).permute(2, 0, 1).float() / 255
     colors = ["black"] * 10 + ["red"] * 5 + ["green"]
-    images, prompts, meta = torch.stack([garment(c) for c in colors]), ["a dress"] * 16, [{"names_color": False}] * 16
+    images, prompts, meta = torch.stack([_garment(c) for c in colors]), ["a dress"] * 16, [{"names_color": False}] * 16
     kl = make_reward("color_parity", objective="kl")(images, prompts, meta)
     assert kl[[0, 10, 15]] == pytest.approx([(1 / 8) / (10 / 16) - 1, (1 / 8) / (5 / 16) - 1, (1 / 8) / (1 / 16) - 1])
     assert kl.mean() == pytest.approx(3 / 8 - 1)  # the sum of 1/K over the three colours drawn, minus 1
