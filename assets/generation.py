@@ -61,7 +61,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
     from ml.diffusion.quality import prompt, prompt_accuracy
     from ml.diffusion.sampling import images_to_uint8
-    from ml.diffusion.train_base import BaseTrainConfig, encode_latents, train_unet, train_vae
+    from ml.diffusion.train_base import BaseTrainConfig, train_base
     from ml.fairness.color_reader import demo_color_reader
     from ml.judge.classifier import CategoryJudge
     from ml.tracking.plots import plot_image_grid
@@ -75,14 +75,15 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     if generation.generator == "tiny":
         torch.manual_seed(generation.seed)
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
-        train_config = BaseTrainConfig(vae_minutes=generation.vae_minutes, unet_minutes=generation.unet_minutes, seed=generation.seed)
+        train_config = BaseTrainConfig(base_minutes=generation.base_minutes, vae_color_target=generation.vae_color_target, seed=generation.seed)
         coloured = items.dropna(subset=["color"]).index.to_numpy()
-        figures.update(train_vae(pipe.vae, pixels[coloured], train_config))
-        latents = encode_latents(pipe.vae, pixels[coloured])
         captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
-        history = train_unet(pipe, latents, captions, train_config, short_captions=[prompt(None, k) for k in items.loc[coloured, "category"]])
-        figures.update({"unet_steps": history[-1]["step"] if history else 0, "unet_loss": history[-1]["loss"] if history else None,
-                        "training_images": len(coloured)})
+        trained, history = train_base(pipe, pixels[coloured], captions, [prompt(None, k) for k in items.loc[coloured, "category"]],
+                                      train_config, demo_color_reader().read)
+        figures.update(trained)
+        context.log.info(f"autoencoder: {trained['vae_steps']} steps in {trained['vae_seconds']:.0f} s, colour kept through a round trip "
+                         f"{trained['vae_color_kept']:.3f} (stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} steps in "
+                         f"{trained['unet_minutes']:.1f} min")
     else:
         pipe = load_pipeline(generation.generator)
     pipe.save_pretrained(folder)
@@ -96,7 +97,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy
     with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
                                                                      "dagster_run_id": context.run_id}) as run:
-        run.log_params({"generator": generation.generator, "vae_minutes": generation.vae_minutes, "unet_minutes": generation.unet_minutes})
+        run.log_params({"generator": generation.generator, "base_minutes": generation.base_minutes, "vae_color_target": generation.vae_color_target,
+                        **({"vae_stopped": figures["vae_stopped"]} if "vae_stopped" in figures else {})})
         for h in history:
             run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})

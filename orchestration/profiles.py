@@ -75,12 +75,11 @@ _INGEST = {
 
 
 def _generation_budget(env: dict[str, str]) -> dict:
-    """SHOPWINDOW_BASE_MINUTES (split 1:4 between autoencoder and UNet) and SHOPWINDOW_RL_MINUTES:
+    """SHOPWINDOW_BASE_MINUTES (autoencoder + UNet) and SHOPWINDOW_RL_MINUTES:
     quick tries and tests shorten the generator's training without touching anything else."""
     out: dict = {}
     if env.get("SHOPWINDOW_BASE_MINUTES"):
-        total = float(env["SHOPWINDOW_BASE_MINUTES"])
-        out |= {"vae_minutes": total / 5, "unet_minutes": 4 * total / 5}
+        out["base_minutes"] = float(env["SHOPWINDOW_BASE_MINUTES"])
     if env.get("SHOPWINDOW_RL_MINUTES"):
         out["rl_minutes"] = float(env["SHOPWINDOW_RL_MINUTES"])
     return out

@@ -161,8 +161,8 @@ class GenerationResource(ConfigurableResource):
 
     generator: str = "tiny"  # "tiny" (trained on the catalog) or a StableDiffusionPipeline folder / cached hub id
     registered_name: str = "shopwindow-generator"
-    vae_minutes: float = 1.0
-    unet_minutes: float = 4.0
+    base_minutes: float = 5.0  # the tiny generator's autoencoder + UNet; the UNet gets what the autoencoder leaves
+    vae_color_target: float = 0.9  # the autoencoder trains until a round trip keeps this share of colours (ml.diffusion.train_base)
     judge_epochs: int = 1
     eval_per_prompt: int = 4
     min_category_accuracy: float = 0.7

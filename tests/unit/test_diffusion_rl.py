@@ -375,6 +375,41 @@ def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
         train_unet(pipe, latents, captions, config, short_captions=short[:3])
 
 
+def _garment_pixels(colors: list[str]) -> np.ndarray:
+    return np.stack([(_garment(c).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in colors])
+
+
+def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_dir):
+    """A reader that every round trip satisfies stops the autoencoder at its first check; an
+    unreachable target runs it to its step cap. Either way the figures say how far colour got."""
+    from ml.diffusion.train_base import BaseTrainConfig, train_vae
+    from ml.fairness.color_reader import demo_color_reader
+
+    pixels = _garment_pixels(["red", "blue", "green", "yellow"] * 10)
+    config = BaseTrainConfig(vae_batch_size=4, vae_check_every=2, vae_check_images=8, vae_steps=6)
+    met = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config, read_color=lambda images: ["red"] * len(images))
+    assert (met["vae_stopped"], met["vae_steps"], met["vae_color_kept"]) == ("colour target", 2, 1.0)
+
+    capped = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 1.01}), read_color=demo_color_reader().read)
+    assert (capped["vae_stopped"], capped["vae_steps"]) == ("steps", 6)
+    assert 0.0 <= capped["vae_color_kept"] <= 1.0
+    assert train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"base_minutes": 0.0}))["vae_stopped"] == "time"
+
+
+def test_the_unet_gets_what_the_autoencoder_leaves_of_the_base_budget(tokenizer_dir):
+    from ml.diffusion.train_base import BaseTrainConfig, train_base
+    from ml.fairness.color_reader import demo_color_reader
+
+    pixels = _garment_pixels(["red", "blue"] * 8)
+    config = BaseTrainConfig(base_minutes=0.05, vae_max_share=0.5, vae_color_target=1.01, vae_steps=10_000, vae_batch_size=4,
+                             vae_check_images=4, unet_batch_size=4, warmup_steps=1)
+    figures, history = train_base(tiny_pipe(tokenizer_dir), pixels, ["a red dress", "a blue dress"] * 8, ["a dress"] * 16, config,
+                                  demo_color_reader().read)
+    assert figures["vae_stopped"] == "time" and 1.3 <= figures["vae_seconds"] <= 3
+    assert figures["unet_minutes"] == pytest.approx(0.025, abs=0.001)
+    assert figures["training_images"] == 16 and figures["unet_steps"] == (history[-1]["step"] if history else 0)
+
+
 def test_the_pretraining_term_alone_fits_its_catalog_images(tokenizer_dir):
     """With every reward weighted 0 the policy gradient is zero, so only the pretraining term
     moves the model: its diffusion loss on the real images (fixed noise and timesteps) must fall.
