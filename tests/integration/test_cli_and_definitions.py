@@ -44,6 +44,7 @@ def test_ingest_of_a_bad_file_exits_nonzero_naming_it(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["success"] is False
 
 
+@pytest.mark.timeout(900)  # the whole demo on a slice plus a sensor-driven evaluation: past 300 s on a machine half as fast as usual
 def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     """One demo run on 600 items through every stage, then what a user would look at: the summary,
     the gallery, the schedule, and the registry (models load back by alias)."""
