@@ -72,6 +72,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     folder = Path(storage.uri("models", context.partition_key, "generator_base"))
     figures: dict = {"generator": generation.generator}
     history: list[dict] = []
+    reader = demo_color_reader()
     if generation.generator == "tiny":
         torch.manual_seed(generation.seed)
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
@@ -79,7 +80,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         coloured = items.dropna(subset=["color"]).index.to_numpy()
         captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
         trained, history = train_base(pipe, pixels[coloured], captions, [prompt(None, k) for k in items.loc[coloured, "category"]],
-                                      train_config, demo_color_reader().read)
+                                      train_config, reader.read)
         figures.update(trained)
         context.log.info(f"autoencoder: {trained['vae_steps']} steps in {trained['vae_seconds']:.0f} s, colour kept through a round trip "
                          f"{trained['vae_color_kept']:.3f} (stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} steps in "
@@ -88,7 +89,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         pipe = load_pipeline(generation.generator)
     pipe.save_pretrained(folder)
     figures["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
-    judge, reader = CategoryJudge.load(catalog_judge.uris["judge"]), demo_color_reader()
+    judge = CategoryJudge.load(catalog_judge.uris["judge"])
     pairs = _prompt_pairs(items)
     quality, samples, sample_images = prompt_accuracy(pipe, pairs, judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
     figures.update({f"base_{k}": v for k, v in quality.items()})

@@ -191,14 +191,20 @@ def test_reward_registry_round_trip_and_clear_errors():
         make_reward("pickscore")
 
 
-def _garment(color) -> torch.Tensor:
-    """A 16 x 16 catalog-style image, 3 x H x W in [0, 1]: a square of a palette colour (name) or
-    an RGB tuple on white."""
+def _garment_pixels(colors: list) -> np.ndarray:
+    """16 x 16 catalog-style images, uint8 N x H x W x 3: a square of a palette colour (name) or an
+    RGB tuple on white."""
     from ml.catalog.demo_world import PALETTE
 
-    image = np.full((16, 16, 3), 255, np.uint8)
-    image[3:13, 3:13] = PALETTE[color] if isinstance(color, str) else color
-    return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    images = np.full((len(colors), 16, 16, 3), 255, np.uint8)
+    for image, color in zip(images, colors):
+        image[3:13, 3:13] = PALETTE[color] if isinstance(color, str) else color
+    return images
+
+
+def _garment(color) -> torch.Tensor:
+    """One such image as the generator's output, 3 x H x W in [0, 1]."""
+    return torch.from_numpy(_garment_pixels([color])[0]).permute(2, 0, 1).float() / 255
 
 
 def test_color_parity_rewards_the_under_represented_colour():
@@ -373,10 +379,6 @@ def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
     assert (is_long | is_short).all() and is_long.any() and is_short.any()
     with pytest.raises(ValueError, match="aligned"):
         train_unet(pipe, latents, captions, config, short_captions=short[:3])
-
-
-def _garment_pixels(colors: list[str]) -> np.ndarray:
-    return np.stack([(_garment(c).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in colors])
 
 
 def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_dir):
