@@ -185,7 +185,9 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
                                                                    "dagster_run_id": context.run_id, "finetune": config.finetune}) as run:
         run.log_params({k: v for k, v in config.model_dump().items() if k != "sampling"} | config.sampling.model_dump()
                        | {"rewards": f"prompt_fidelity ({generation.fidelity_mode}) x{generation.fidelity_weight} + color_parity x{generation.parity_weight}"
-                                    f" ({generation.parity_objective}, memory {generation.parity_memory})",
+                                    f" ({generation.parity_objective}, memory {generation.parity_memory})"
+                                    + (f" + pathwise parity x{generation.pathwise_parity_weight} (temperature {generation.pathwise_temperature})"
+                                       if generation.pathwise_parity_weight else ""),
                           "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:

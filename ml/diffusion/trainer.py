@@ -52,6 +52,10 @@ class RLConfig(BaseModel):
     lora_alpha: float = 4.0
     pretrain_weight: float = Field(0.0, ge=0, description="diffusion loss on real images (the paper's pretraining term)")
     kl_weight: float = Field(0.0, ge=0, description="KL of each trained step to the base model's step")
+    pathwise_parity_weight: float = Field(0.0, ge=0, description="weight of the parity rewards' pathwise loss: the image the model "
+                                          "predicts at a trained step is decoded and its group membership moved toward what its prompt lacks")
+    pathwise_step: int | None = Field(None, ge=0, description="the chain step whose predicted image the pathwise loss decodes (None: "
+                                      "the first of each trajectory's trained steps)")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -121,6 +125,9 @@ class RLTrainer:
         self.rng = np.random.default_rng([config.seed, self.accelerator.process_index])
         self.generator = torch.Generator(device=pipe.device).manual_seed(config.seed * 1000 + self.accelerator.process_index)
         self.tracker = PerPromptStatTracker(config.stat_buffer, config.stat_min_count)
+        self.pathwise = [r for r, _ in reward.components.values() if getattr(r, "differentiable_read", None) is not None]
+        if config.pathwise_parity_weight > 0 and not self.pathwise:
+            raise ValueError("pathwise_parity_weight > 0 needs a parity reward with a differentiable reader (e.g. color_parity)")
         self._prepare_model()
         with torch.no_grad():
             self.negative = encode_prompts(pipe, [""])
@@ -198,6 +205,23 @@ class RLTrainer:
                                                         prev_sample=latents, return_mean=True)
         return (((mean - base_mean) ** 2) / (2 * std**2)).mean()
 
+    def _pathwise_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]):
+        """The parity rewards' pathwise loss on the images the policy predicts (x0) at the given
+        steps, decoded by the frozen autoencoder; gradient reaches the UNet through its noise
+        prediction. None when no row of the minibatch has a prompt that leaves the group open."""
+        from ml.diffusion.ddim import _alphas
+
+        config = self.config.sampling
+        latents = trajectories.latents[rows, steps]
+        t = trajectories.timesteps[steps]
+        noise = guided_noise(self.unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+        alpha_t, _ = _alphas(self.pipe.scheduler, t, config.num_inference_steps, latents)
+        predicted = (latents - (1 - alpha_t).sqrt() * noise) / alpha_t.sqrt()
+        images = (self.pipe.vae.decode(predicted / self.pipe.vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+        chosen_prompts, chosen_meta = [prompts[i] for i in rows.tolist()], [metadata[i] for i in rows.tolist()]
+        losses = [loss for reward in self.pathwise if (loss := reward.pathwise_loss(images, chosen_prompts, chosen_meta)) is not None]
+        return sum(losses) if losses else None
+
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
         rows = torch.as_tensor(self.rng.choice(len(data.latents), self.config.minibatch_size, replace=len(data.latents) < self.config.minibatch_size))
@@ -224,7 +248,7 @@ class RLTrainer:
 
         self.unet.train()
         n, horizon = trajectories.log_probs.shape
-        stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": []}
+        stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": [], "pathwise_loss": []}
         updates = 0
         for _ in range(config.inner_epochs):
             order = torch.as_tensor(self.rng.permutation(n))
@@ -248,6 +272,13 @@ class RLTrainer:
                     stats["ratio"].append(float(ratio.detach().mean()))
                     stats["clipfrac"].append(float(((ratio.detach() - 1).abs() > config.clip_range).float().mean()))
                     stats["approx_kl"].append(float(0.5 * ((log_prob.detach() - old) ** 2).mean()))
+                if config.pathwise_parity_weight > 0:
+                    open_rows = rows[torch.as_tensor([any(r.applies(metadata[i]) for r in self.pathwise) for i in rows.tolist()], dtype=torch.bool)]
+                    at = steps[open_rows, 0] if config.pathwise_step is None else torch.full((len(open_rows),), config.pathwise_step)
+                    pathwise = self._pathwise_loss(trajectories, open_rows, at, prompts, metadata) if len(open_rows) else None
+                    if pathwise is not None:
+                        self.accelerator.backward(config.pathwise_parity_weight * pathwise / config.gradient_accumulation)
+                        stats["pathwise_loss"].append(float(pathwise.detach()))
                 if config.pretrain_weight > 0 and self.pretrain is not None:
                     pretrain_loss = self._pretrain_loss()
                     self.accelerator.backward(config.pretrain_weight * pretrain_loss / config.gradient_accumulation)

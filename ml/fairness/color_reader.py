@@ -58,6 +58,36 @@ class ColorReader:
         readable = share >= self.config.min_foreground
         return softmax(-np.where(np.isfinite(scores), scores, 1e12) / temperature, axis=1), readable
 
+    def differentiable_log_probabilities(self, images, temperature: float):
+        """`probabilities` in torch, as logs and differentiable in the pixels: images B x 3 x H x W
+        in [0, 1] (a decoder's output) -> (B x K log memberships, readable mask B, foreground
+        shortfall B: how far a soft foreground share falls below 1.5x the readable minimum, in
+        units of that minimum, differentiable, so a loss can keep images readable). The foreground
+        mask and the 95% quantile's position are chosen without gradient; the residuals and
+        strengths carry it. Logs, because a clear garment's membership of a far colour underflows
+        while its gradient toward that colour does not vanish (ml.rewards.parity pathwise term)."""
+        import torch
+
+        d = torch.as_tensor(self.directions, dtype=images.dtype, device=images.device)
+        norms = (d * d).sum(dim=1)
+        ink = 255.0 * (1 - images.clamp(0, 1)).flatten(2).transpose(1, 2)  # B x HW x 3
+        strength = ink.norm(dim=2)
+        foreground = strength.detach() > self.config.min_ink
+        soft_share = torch.sigmoid((strength - self.config.min_ink) / 10).mean(dim=1)
+        shortfall = torch.relu(1.5 * self.config.min_foreground - soft_share) / self.config.min_foreground
+        dot = ink @ d.T
+        v = (dot / norms).clamp(0, 1)
+        residual = (ink**2).sum(dim=2, keepdim=True) - 2 * v * dot + v**2 * norms
+        scores, readable = [], foreground.float().mean(dim=1) >= self.config.min_foreground
+        for i in range(len(images)):
+            fg = foreground[i]
+            if not fg.any():
+                scores.append(torch.zeros(len(d), dtype=images.dtype, device=images.device))
+                continue
+            strongest = torch.quantile(v[i][fg], 0.95, dim=0)
+            scores.append(residual[i][fg].mean(dim=0) + self.config.saturation_weight * (1 - strongest) ** 2)
+        return torch.log_softmax(-torch.stack(scores) / temperature, dim=1), readable, shortfall
+
     def read(self, images: np.ndarray) -> list[str]:
         """A palette colour name per image, or NO_READ when the foreground is too small."""
         scores, share = self.scores(images)

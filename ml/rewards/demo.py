@@ -64,7 +64,7 @@ class PromptFidelity:
 
 
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
-                     parity_temperature: float, parity_memory: int, parity_objective: str) -> dict:
+                     parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
@@ -72,4 +72,4 @@ def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fide
     return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
                                 "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
             "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
-                             "objective": parity_objective}}
+                             "objective": parity_objective, "pathwise_temperature": pathwise_temperature}}

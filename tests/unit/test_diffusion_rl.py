@@ -445,3 +445,62 @@ def test_the_pretraining_term_alone_fits_its_catalog_images(tokenizer_dir):
     history = trainer.train()
     assert all(np.isfinite(h["pretrain_loss"]) for h in history)
     assert fixed_loss(trainer) < 0.5 * before
+
+
+def test_differentiable_colour_memberships_match_the_reader_and_their_gradient_moves_a_garment_toward_a_missing_colour():
+    from ml.fairness.color_reader import demo_color_reader
+
+    reader = demo_color_reader()
+    pixels = _garment_pixels(["red", "green", "black", (30, 70, 30)])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    log_soft, readable, shortfall = reader.differentiable_log_probabilities(images, 500.0)
+    expected, expected_readable = reader.probabilities(pixels, 500.0)
+    assert log_soft.detach().exp().numpy() == pytest.approx(expected, abs=1e-4) and readable.tolist() == expected_readable.tolist()
+
+    parity = make_reward("color_parity", objective="kl", memory=16, pathwise_temperature=500.0)
+    coats = torch.stack([_garment("black")] * 4).requires_grad_(True)
+    prompts, meta = ["a coat"] * 4, [{"names_color": False}] * 4
+    parity(coats.detach(), prompts, meta)  # the memory now holds four black reads: every other colour is needed
+    optimizer = torch.optim.Adam([coats], lr=0.02)
+    for _ in range(30):
+        optimizer.zero_grad()
+        parity.pathwise_loss(coats, prompts, meta).backward()
+        optimizer.step()
+    read = reader.read((coats.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+    # four identical coats are sent to different missing colours, not all to their mean (grey)
+    assert "black" not in read and len(set(read)) >= 3
+    assert parity.pathwise_loss(coats, prompts, [{"names_color": True}] * 4) is None  # titled prompts: nothing to balance
+
+
+def test_the_pathwise_parity_term_reaches_the_unet_and_its_steps_lower_it(tokenizer_dir):
+    """Rewards weighted 0 (no policy gradient) and no pretraining term: the pathwise loss alone
+    moves the LoRA weights, its steps lower it on a fixed batch of trajectories, and the trainer
+    records it for colour-free prompts only."""
+    torch.manual_seed(0)
+    prompts, meta = ["a coat", "a bag", "a red dress"], [{"names_color": False}, {"names_color": False}, {"names_color": True}]
+    reward = MultiReward({"color_parity": (make_reward("color_parity", objective="kl", memory=16), 0.0)})
+    config = _rl_config(iterations=2, pathwise_parity_weight=1.0, samples_per_prompt=8, minibatch_size=24, prompts_per_iteration=3, lr=3e-3)
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, config)
+    base = trainer.trainable_state()
+    trainer.train()
+    assert all(h["pathwise_loss"] > 0 for h in trainer.history)
+    assert any(not torch.equal(v, base[k]) for k, v in trainer.trainable_state().items())
+
+    rows = torch.arange(16)
+    with torch.no_grad():
+        batch_prompts, batch_meta = ["a coat"] * 8 + ["a bag"] * 8, [meta[0]] * 16
+        trajectories = sample_trajectories(trainer.pipe, encode_prompts(trainer.pipe, batch_prompts), trainer.negative, config.sampling,
+                                           torch.Generator().manual_seed(3), unet=trainer.unet)
+    steps = torch.zeros(16, dtype=torch.long)
+    reward(trajectories.images, batch_prompts, batch_meta)  # the reads the quotas come from
+    losses = []
+    for _ in range(6):
+        trainer.optimizer.zero_grad()
+        loss = trainer._pathwise_loss(trajectories, rows, steps, batch_prompts, batch_meta)
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert trainer._pathwise_loss(trajectories, rows, steps, batch_prompts, [meta[2]] * 16) is None  # titled prompts: nothing to balance
+    with pytest.raises(ValueError, match="differentiable reader"):
+        RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"redness": (Redness(), 1.0)}), prompts, meta, config)
