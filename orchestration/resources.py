@@ -198,7 +198,7 @@ class GenerationResource(ConfigurableResource):
     # (196 iterations) weights 0.01 / 0.001 raised parity 0.334 -> 0.46 / 0.42 and lowered the judge's colour hits 0.80 -> 0.70
     pathwise_parity_weight: float = 0.0
     pathwise_temperature: float = 500.0  # the colour memberships' temperature in that loss
-    pathwise_step: int | None = None  # the chain step whose predicted image that loss reads (None: a trained step drawn per trajectory)
+    pathwise_step: int | None = None  # the chain step whose predicted image that loss reads (None: one of the trained steps, at random)
     rl_minutes: float = 5.0
     # of RL's prompt draws, the fairness suite's (colour-free prompts); the titles get the rest. 0.75 (with the pretraining term,
     # one seed): parity -43% instead of -38%, win-rate 0.46 instead of 0.64
@@ -247,7 +247,8 @@ class GenerationResource(ConfigurableResource):
                         train_timesteps=self.train_timesteps, skip_final_steps=self.skip_final_steps, clip_range=self.clip_range, advantage=self.advantage,
                         advantage_scale=self.advantage_scale, lr=self.lr,
                         finetune=self.finetune, lora_rank=self.lora_rank, lora_alpha=float(self.lora_rank), pretrain_weight=self.pretrain_weight,
-                        kl_weight=self.kl_weight, pathwise_parity_weight=self.pathwise_parity_weight, pathwise_step=self.pathwise_step, max_minutes=self.rl_minutes, seed=self.seed,
+                        kl_weight=self.kl_weight, pathwise_parity_weight=self.pathwise_parity_weight, pathwise_step=self.pathwise_step,
+                        max_minutes=self.rl_minutes, seed=self.seed,
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt))
 
 

@@ -55,7 +55,7 @@ class RLConfig(BaseModel):
     pathwise_parity_weight: float = Field(0.0, ge=0, description="weight of the parity rewards' pathwise loss: the image the model "
                                           "predicts at a trained step is decoded and its group membership moved toward what its prompt lacks")
     pathwise_step: int | None = Field(None, ge=0, description="the chain step whose predicted image the pathwise loss decodes (None: "
-                                      "the first of each trajectory's trained steps)")
+                                      "one of each trajectory's trained steps, at random)")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
