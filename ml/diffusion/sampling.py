@@ -50,7 +50,11 @@ def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, config: SamplingConfig,
-                        generator: torch.Generator | None = None, unet=None) -> Trajectories:
+                        generator: torch.Generator | None = None, unet=None, steer_embeds: torch.Tensor | None = None,
+                        steer_steps: int = 0) -> Trajectories:
+    """`steer_embeds` (B x L x D): the condition of the first `steer_steps` steps instead of
+    `prompt_embeds` (RL exploration); the trajectories keep `prompt_embeds`, and the steered
+    steps' log-probabilities are those of the steering condition (the trainer re-scores them)."""
     unet = unet or pipe.unet
     scheduler = pipe.scheduler
     scheduler.set_timesteps(config.num_inference_steps, device=pipe.device)
@@ -59,8 +63,9 @@ def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torc
     latents = torch.randn((b, channels, size, size), generator=generator, device=pipe.device, dtype=prompt_embeds.dtype)
     negative = negative_embeds.expand(b, -1, -1) if negative_embeds.shape[0] == 1 else negative_embeds
     all_latents, log_probs = [latents], []
-    for t in scheduler.timesteps:
-        noise = guided_noise(unet, latents, t, prompt_embeds, negative, config.guidance_scale)
+    for k, t in enumerate(scheduler.timesteps):
+        condition = steer_embeds if steer_embeds is not None and k < steer_steps else prompt_embeds
+        noise = guided_noise(unet, latents, t, condition, negative, config.guidance_scale)
         latents, log_prob = ddim_step_with_logprob(scheduler, noise, t, latents, config.num_inference_steps, config.eta, generator=generator)
         all_latents.append(latents)
         log_probs.append(log_prob)

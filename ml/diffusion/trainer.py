@@ -56,6 +56,9 @@ class RLConfig(BaseModel):
                                           "predicts at a trained step is decoded and its group membership moved toward what its prompt lacks")
     pathwise_step: int | None = Field(None, ge=0, description="the chain step whose predicted image the pathwise loss decodes (None: "
                                       "one of each trajectory's trained steps, at random)")
+    explore_share: float = Field(0.0, ge=0, le=1, description="share of a parity prompt's samples whose first `explore_steps` steps are "
+                                 "steered by a prompt naming a group it lacks (re-scored under the real prompt)")
+    explore_steps: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -126,6 +129,7 @@ class RLTrainer:
         self.generator = torch.Generator(device=pipe.device).manual_seed(config.seed * 1000 + self.accelerator.process_index)
         self.tracker = PerPromptStatTracker(config.stat_buffer, config.stat_min_count)
         self.pathwise = [r for r, _ in reward.components.values() if getattr(r, "differentiable_read", None) is not None]
+        self.explorers = [r for r, _ in reward.components.values() if getattr(r, "group_prompt", None) is not None]
         if config.pathwise_parity_weight > 0 and not self.pathwise:
             raise ValueError("pathwise_parity_weight > 0 needs a parity reward with a differentiable reader (e.g. color_parity)")
         self._prepare_model()
@@ -222,6 +226,36 @@ class RLTrainer:
         losses = [loss for reward in self.pathwise if (loss := reward.pathwise_loss(images, chosen_prompts, chosen_meta)) is not None]
         return sum(losses) if losses else None
 
+    def _steering(self, prompts: list[str], metadata: list[dict], embeds: torch.Tensor) -> tuple[torch.Tensor | None, list[int]]:
+        """(steering embeddings, steered rows): for `explore_share` of the samples whose prompt
+        leaves a group open, a prompt naming a group it lacks. A policy gradient barely raises a
+        group the policy almost never draws; a steered start draws it, and the re-scored steps
+        credit the real prompt's policy for going there."""
+        steer = {}
+        for i, (prompt, meta) in enumerate(zip(prompts, metadata)):
+            if self.rng.random() < self.config.explore_share:
+                named = next((p for r in self.explorers if (p := r.exploration_prompt(prompt, meta, self.rng))), None)
+                if named:
+                    steer[i] = named
+        if not steer:
+            return None, []
+        steered = embeds.clone()
+        steered[list(steer)] = encode_prompts(self.pipe, list(steer.values()))
+        return steered, list(steer)
+
+    @torch.no_grad()
+    def _rescore(self, trajectories, rows: list[int]) -> None:
+        """The steered steps' log-probabilities under the real prompt (what PPO's ratio starts from)."""
+        config = self.config.sampling
+        index = torch.as_tensor(rows)
+        for k in range(min(self.config.explore_steps, len(trajectories.timesteps))):
+            t = trajectories.timesteps[k]
+            noise = guided_noise(self.unet, trajectories.latents[index, k], t, trajectories.prompt_embeds[index],
+                                 self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+            _, log_prob = ddim_step_with_logprob(self.pipe.scheduler, noise, t, trajectories.latents[index, k], config.num_inference_steps,
+                                                 config.eta, prev_sample=trajectories.latents[index, k + 1])
+            trajectories.log_probs[index, k] = log_prob
+
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
         rows = torch.as_tensor(self.rng.choice(len(data.latents), self.config.minibatch_size, replace=len(data.latents) < self.config.minibatch_size))
@@ -240,8 +274,14 @@ class RLTrainer:
         self.unet.eval()
         with torch.no_grad():
             embeds = encode_prompts(self.pipe, prompts)
-            trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet)
+            steer, steered = self._steering(prompts, metadata, embeds) if config.explore_share > 0 else (None, [])
+            trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet,
+                                               steer_embeds=steer, steer_steps=config.explore_steps)
+            if steered:
+                self._rescore(trajectories, steered)
         sampled = time.perf_counter()
+        if steered:  # their reads are scored but kept out of the parity memory (they are not the policy's own draws)
+            metadata = [dict(m, steered=True) if i in set(steered) else m for i, m in enumerate(metadata)]
         total, components = self.reward(trajectories.images, prompts, metadata)
         advantages = torch.as_tensor(self._advantages(prompts, total), dtype=torch.float32, device=self.accelerator.device)
         rewarded = time.perf_counter()
@@ -297,7 +337,7 @@ class RLTrainer:
                   **{f"reward.{name}": float(v.mean()) for name, v in components.items()},
                   **{key: float(np.mean(v)) for key, v in stats.items() if v}, "updates": updates,
                   "sample_s": round(sampled - started, 3), "reward_s": round(rewarded - sampled, 3), "train_s": round(done - rewarded, 3),
-                  "samples_per_s": round(n / (done - started), 2), "stat_fallbacks": self.tracker.fallbacks}
+                  "samples_per_s": round(n / (done - started), 2), "stat_fallbacks": self.tracker.fallbacks, "steered": len(steered)}
         self.history.append(record)
         return record
 

@@ -36,7 +36,8 @@ class GroupParity:
     def __init__(self, name: str, read_groups: Callable[[np.ndarray], list[str]], groups: list[str],
                  applies: Callable[[dict], bool], no_read_penalty: float = -1.0,
                  soft_read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None, memory: int = 0,
-                 objective: str = "l2", max_ratio: float = 8.0, differentiable_read: Callable | None = None):
+                 objective: str = "l2", max_ratio: float = 8.0, differentiable_read: Callable | None = None,
+                 group_prompt: Callable[[str, dict], str | None] | None = None):
         if memory < 0:
             raise ValueError(f"memory={memory}: the number of earlier reads per prompt to count, 0 for none")
         self.name, self.read_groups, self.groups, self.applies = name, read_groups, list(groups), applies
@@ -44,7 +45,7 @@ class GroupParity:
         if objective not in ("l2", "kl"):
             raise ValueError(f"objective={objective!r}: use 'l2' (squared distance to uniform) or 'kl' (KL from uniform)")
         self.objective, self.max_ratio = objective, max_ratio
-        self.differentiable_read = differentiable_read
+        self.differentiable_read, self.group_prompt = differentiable_read, group_prompt
         self.recent: dict[str, np.ndarray] = {}
 
     def state_dict(self) -> dict:
@@ -76,6 +77,23 @@ class GroupParity:
         read = np.asarray(self.read_groups(images), dtype=object)
         return (read[:, None] == np.asarray(self.groups, dtype=object)[None, :]).astype(np.float64), read != NO_READ
 
+    def quota(self, prompt: str, counts: np.ndarray | None = None, batch: int = 0) -> np.ndarray:
+        """Each group's share of what the prompt lacks for its remembered reads (or `counts` when
+        nothing is remembered) plus `batch` more samples to be even; uniform when nothing lacks."""
+        k = len(self.groups)
+        remembered = self.recent.get(prompt) if self.memory else None
+        seen = remembered.sum(axis=0) if remembered is not None and len(remembered) else (np.zeros(k) if counts is None else counts)
+        lack = np.maximum((seen.sum() + batch) / k - seen, 0)
+        return lack / lack.sum() if lack.sum() > 0 else np.full(k, 1 / k)
+
+    def exploration_prompt(self, prompt: str, metadata: dict, rng: np.random.Generator) -> str | None:
+        """A prompt that names a group this prompt lacks (drawn in proportion to the quota), to
+        steer the first denoising steps of an RL sample with (RLConfig.explore_share); None when
+        the prompt names its group already or no `group_prompt` is known."""
+        if self.group_prompt is None or not self.applies(metadata):
+            return None
+        return self.group_prompt(self.groups[int(rng.choice(len(self.groups), p=self.quota(prompt)))], metadata)
+
     def pathwise_loss(self, images, prompts: list[str], metadata: list[dict], sinkhorn_iterations: int = 50, no_read_weight: float = 10.0):
         """A loss whose gradient moves each image's own group toward one its prompt lacks.
         `differentiable_read` gives log memberships log p_i(g), differentiable in the pixels
@@ -101,16 +119,10 @@ class GroupParity:
             return None
         log_p, _, shortfall = self.differentiable_read(images[rows])
         prompt_of = np.asarray(prompts, dtype=object)[rows]
-        k = log_p.shape[1]
         losses = []
         for prompt in np.unique(prompt_of):
             members = torch.as_tensor(np.flatnonzero(prompt_of == prompt))
-            remembered = self.recent.get(prompt) if self.memory else None
-            counts = remembered.sum(axis=0) if remembered is not None else np.zeros(k)
-            if not counts.sum():
-                counts = log_p[members].detach().exp().sum(0).cpu().numpy()
-            quota = np.maximum((counts.sum() + len(members)) / k - counts, 0)  # what each group needs for the reads plus this batch to be even
-            quota = quota / quota.sum() if quota.sum() > 0 else np.full(k, 1 / k)
+            quota = self.quota(prompt, log_p[members].detach().exp().sum(0).cpu().numpy(), len(members))
             soft = sinkhorn_assignment(log_p[members].detach(), torch.as_tensor(quota, dtype=log_p.dtype), sinkhorn_iterations)
             target = torch.as_tensor(round_assignment(soft.cpu().numpy(), quota * len(members)), device=log_p.device)
             losses.append(-log_p[members].gather(1, target[:, None]).squeeze(1) + no_read_weight * shortfall[members])
@@ -124,9 +136,10 @@ class GroupParity:
         k = len(self.groups)
         prompt_of = np.asarray(prompts, dtype=object)[rows]
         memberships, readable = self.memberships(images_to_uint8(images[rows]))
+        own = np.array([not metadata[i].get("steered", False) for i in rows])  # steered samples say nothing of the policy's shares
         for prompt in np.unique(prompt_of):
             members = np.flatnonzero(prompt_of == prompt)
-            ok = members[readable[members]]
+            ok = members[readable[members] & own[members]]
             seen = memberships[ok]
             if self.memory:
                 seen = np.concatenate([self.recent.get(prompt, np.zeros((0, k))), seen])
@@ -178,7 +191,8 @@ def color_parity(palette: dict[str, tuple[int, int, int]] | None = None, no_read
     reader = ColorReader(ColorReaderConfig(palette=palette)) if palette else demo_color_reader()
     soft = (lambda images: reader.probabilities(images, temperature)) if temperature > 0 else None
     return GroupParity("color_parity", reader.read, reader.names, lambda m: not m.get("names_color", False), no_read_penalty, soft, memory,
-                       objective, differentiable_read=lambda images: reader.differentiable_log_probabilities(images, pathwise_temperature))
+                       objective, differentiable_read=lambda images: reader.differentiable_log_probabilities(images, pathwise_temperature),
+                       group_prompt=lambda color, meta: f"a {color} {meta['category']}" if meta.get("category") else None)
 
 
 def _people_parity(name: str, attribute: str, groups: list[str], names_key: str, no_read_penalty: float, min_side: int,

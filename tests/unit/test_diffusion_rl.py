@@ -504,3 +504,40 @@ def test_the_pathwise_parity_term_reaches_the_unet_and_its_steps_lower_it(tokeni
     assert trainer._pathwise_loss(trajectories, rows, steps, batch_prompts, [meta[2]] * 16) is None  # titled prompts: nothing to balance
     with pytest.raises(ValueError, match="differentiable reader"):
         RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"redness": (Redness(), 1.0)}), prompts, meta, config)
+
+
+def test_steered_exploration_draws_a_lacking_colour_and_rescores_its_steps_under_the_real_prompt(tokenizer_dir):
+    """explore_share: a colour-free sample's first steps are conditioned on "a {colour} {category}"
+    for a colour the prompt lacks; the stored log-probabilities of those steps are the real
+    prompt's (PPO's ratio starts at 1), and the steered reads stay out of the parity memory."""
+    torch.manual_seed(0)
+    parity = make_reward("color_parity", objective="kl", memory=16)
+    parity.recent["a coat"] = np.eye(8)[[0] * 15 + [2]]  # 15 black, 1 red: black is never drawn for exploration
+    rng = np.random.default_rng(0)
+    named = [parity.exploration_prompt("a coat", {"names_color": False, "category": "coat"}, rng) for _ in range(200)]
+    assert all(p.startswith("a ") and p.endswith(" coat") for p in named) and "a black coat" not in named and len(set(named)) >= 5
+    assert parity.exploration_prompt("a red coat", {"names_color": True, "category": "coat"}, rng) is None
+
+    prompts, meta = ["a coat", "a red dress"], [{"names_color": False, "category": "coat"}, {"names_color": True, "category": "dress"}]
+    config = _rl_config(iterations=1, explore_share=1.0, explore_steps=2, samples_per_prompt=4, prompts_per_iteration=2)
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"color_parity": (parity, 1.0)}), prompts, meta, config)
+    chosen, chosen_meta = ["a coat"] * 4 + ["a red dress"] * 4, [meta[0]] * 4 + [meta[1]] * 4
+    embeds = encode_prompts(trainer.pipe, chosen)
+    steer, steered = trainer._steering(chosen, chosen_meta, embeds)
+    assert steered == [0, 1, 2, 3]  # every colour-free sample, no titled one
+    trajectories = sample_trajectories(trainer.pipe, embeds, trainer.negative, config.sampling, torch.Generator().manual_seed(0),
+                                       unet=trainer.unet, steer_embeds=steer, steer_steps=2)
+    as_sampled = trajectories.log_probs.clone()
+    trainer._rescore(trajectories, steered)
+    assert not torch.allclose(as_sampled[:4, :2], trajectories.log_probs[:4, :2])  # the steering condition's, replaced
+    assert torch.equal(as_sampled[4:], trajectories.log_probs[4:]) and torch.equal(as_sampled[:, 2:], trajectories.log_probs[:, 2:])
+    trainer.unet.train()
+    rows = torch.arange(8)
+    for step in range(2):
+        log_prob, *_ = trainer._policy_step(trajectories, rows, torch.full((8,), step))
+        assert torch.allclose(torch.exp(log_prob - trajectories.log_probs[rows, step]), torch.ones(8), atol=1e-4)
+    memory = parity.recent["a coat"].copy()
+    parity(trajectories.images, chosen, [dict(m, steered=True) for m in chosen_meta])
+    assert np.array_equal(parity.recent["a coat"], memory)
+    trainer.train()
+    assert trainer.history[-1]["steered"] > 0
