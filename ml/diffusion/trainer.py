@@ -281,7 +281,8 @@ class RLTrainer:
                 self._rescore(trajectories, steered)
         sampled = time.perf_counter()
         if steered:  # their reads are scored but kept out of the parity memory (they are not the policy's own draws)
-            metadata = [dict(m, steered=True) if i in set(steered) else m for i, m in enumerate(metadata)]
+            steered_rows = set(steered)
+            metadata = [dict(m, steered=True) if i in steered_rows else m for i, m in enumerate(metadata)]
         total, components = self.reward(trajectories.images, prompts, metadata)
         advantages = torch.as_tensor(self._advantages(prompts, total), dtype=torch.float32, device=self.accelerator.device)
         rewarded = time.perf_counter()
