@@ -77,6 +77,10 @@ def simulate_search_demand(labels: pd.DataFrame, model: DemandModel) -> pd.DataF
             value_idx[:, t_i] = np.minimum(np.searchsorted(np.cumsum(p) / p.sum(), rng.random(n), side="right"), len(names) - 1)
     synonyms = [[SYNONYMS.get(v, (v,)) for v in values[t][0]] for t in MODIFIER_TYPES]
     synonym_u = rng.random((n, types))
+    synonym_idx = np.zeros((n, types), np.int64)
+    for t_i, options in enumerate(synonyms):
+        if options:
+            synonym_idx[:, t_i] = _pick(synonym_u[:, t_i], np.array([len(o) for o in options])[value_idx[:, t_i]])
     nouns = [SYNONYMS[c] for c in categories]
     noun = _pick(rng.random(n), np.array([len(x) for x in nouns])[category_idx])
     reverse, plural, noun_first, filler = (rng.random((4, n)) < np.array([[0.3], [0.5], [0.15], [model.filler_rate]]))
@@ -84,10 +88,7 @@ def simulate_search_demand(labels: pd.DataFrame, model: DemandModel) -> pd.DataF
 
     queries = []
     for i in range(n):
-        words = []
-        for t_i in np.flatnonzero(chosen[i]):
-            options = synonyms[t_i][value_idx[i, t_i]]
-            words.append(options[min(int(synonym_u[i, t_i] * len(options)), len(options) - 1)])
+        words = [synonyms[t_i][value_idx[i, t_i]][synonym_idx[i, t_i]] for t_i in np.flatnonzero(chosen[i])]
         if len(words) > 1 and reverse[i]:
             words.reverse()
         name = nouns[category_idx[i]][noun[i]]
