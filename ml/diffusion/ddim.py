@@ -22,6 +22,13 @@ def _alphas(scheduler, timestep: torch.Tensor, num_inference_steps: int, like: t
     return alpha_t.reshape(shape).to(like.dtype), alpha_prev.reshape(shape).to(like.dtype)
 
 
+def predicted_original(scheduler, noise_pred: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    """x0 as the model predicts it at `timestep` (what a reader of the final image can score
+    mid-chain)."""
+    alpha_t, _ = _alphas(scheduler, torch.as_tensor(timestep, device=sample.device).long().expand(sample.shape[0]), num_inference_steps, sample)
+    return (sample - (1 - alpha_t).sqrt() * noise_pred) / alpha_t.sqrt()
+
+
 def ddim_step_with_logprob(scheduler, noise_pred: torch.Tensor, timestep: torch.Tensor | int, sample: torch.Tensor,
                            num_inference_steps: int, eta: float = 1.0, prev_sample: torch.Tensor | None = None,
                            generator: torch.Generator | None = None, return_mean: bool = False):

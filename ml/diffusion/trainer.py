@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from ml.diffusion.ddim import ddim_step_with_logprob
+from ml.diffusion.ddim import ddim_step_with_logprob, predicted_original
 from ml.diffusion.sampling import SamplingConfig, encode_prompts, generate, guided_noise, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
 from ml.rewards.base import MultiReward
@@ -213,14 +213,11 @@ class RLTrainer:
         """The parity rewards' pathwise loss on the images the policy predicts (x0) at the given
         steps, decoded by the frozen autoencoder; gradient reaches the UNet through its noise
         prediction. None when no row of the minibatch has a prompt that leaves the group open."""
-        from ml.diffusion.ddim import _alphas
-
         config = self.config.sampling
         latents = trajectories.latents[rows, steps]
         t = trajectories.timesteps[steps]
         noise = guided_noise(self.unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
-        alpha_t, _ = _alphas(self.pipe.scheduler, t, config.num_inference_steps, latents)
-        predicted = (latents - (1 - alpha_t).sqrt() * noise) / alpha_t.sqrt()
+        predicted = predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps)
         images = (self.pipe.vae.decode(predicted / self.pipe.vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
         chosen_prompts, chosen_meta = [prompts[i] for i in rows.tolist()], [metadata[i] for i in rows.tolist()]
         losses = [loss for reward in self.pathwise if (loss := reward.pathwise_loss(images, chosen_prompts, chosen_meta)) is not None]

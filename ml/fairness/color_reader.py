@@ -30,24 +30,46 @@ class ColorReader:
         self.names = list(config.palette)
         self.directions = 255.0 - np.array([config.palette[n] for n in self.names], np.float32)
 
+    def _score_ink(self, ink, foreground):
+        """The model above in torch, shared by the numpy reads and the differentiable one: ink
+        B x HW x 3 (255 - rgb), foreground mask B x HW -> scores B x K (inf without foreground).
+        The mask and the 95% quantile's position carry no gradient; residuals and strengths do."""
+        import torch
+
+        d = torch.as_tensor(self.directions, dtype=ink.dtype, device=ink.device)
+        norms = (d * d).sum(dim=1)
+        dot = ink @ d.T
+        v = (dot / norms).clamp(0, 1)
+        residual = (ink**2).sum(dim=2, keepdim=True) - 2 * v * dot + v**2 * norms
+        # per image over its foreground pixels, all images at once: mean residual, and the 95% quantile of the strength
+        # (linear interpolation, as numpy and torch.quantile), with background (2: strengths are <= 1) sorted past the end of
+        # each column; finite even without foreground, so that no inf reaches a gradient
+        weight = foreground.to(ink.dtype).unsqueeze(2)
+        count = weight.sum(dim=1)  # B x 1
+        mean_residual = (residual * weight).sum(dim=1) / count.clamp(min=1)
+        ordered = torch.where(foreground.unsqueeze(2), v, torch.full_like(v, 2.0)).sort(dim=1).values
+        position = 0.95 * (count - 1).clamp(min=0)  # B x 1
+        below = position.floor().long()
+        above = torch.minimum(below + 1, (count.long() - 1).clamp(min=0))
+        low, high = ordered.gather(1, below.expand(-1, len(d)).unsqueeze(1)), ordered.gather(1, above.expand(-1, len(d)).unsqueeze(1))
+        strongest = (low + (position - below).unsqueeze(2) * (high - low)).squeeze(1)
+        scores = mean_residual + self.config.saturation_weight * (1 - strongest) ** 2
+        scores = torch.where(count > 0, scores, torch.full_like(scores, float("inf")))
+        return scores
+
     def scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(score N x K, lower is better; foreground share N) for uint8 N x H x W x 3 images."""
-        d = self.directions
-        norms = (d * d).sum(axis=1)
-        out = np.full((len(images), len(d)), np.inf, np.float32)
+        import torch
+
+        out = np.full((len(images), len(self.names)), np.inf, np.float32)
         share = np.zeros(len(images), np.float32)
-        for start in range(0, len(images), self.config.chunk):
-            ink = 255.0 - images[start:start + self.config.chunk].reshape(-1, images.shape[1] * images.shape[2], 3).astype(np.float32)
-            foreground = np.linalg.norm(ink, axis=2) > self.config.min_ink
-            dot = ink @ d.T
-            v = np.clip(dot / norms, 0, 1)
-            residual = (ink**2).sum(axis=2)[..., None] - 2 * v * dot + v**2 * norms
-            for i in range(len(ink)):
-                fg = foreground[i]
-                share[start + i] = fg.mean()
-                if fg.any():
-                    strongest = np.quantile(v[i][fg], 0.95, axis=0)
-                    out[start + i] = residual[i][fg].mean(axis=0) + self.config.saturation_weight * (1 - strongest) ** 2
+        with torch.no_grad():
+            for start in range(0, len(images), self.config.chunk):
+                chunk = images[start:start + self.config.chunk]
+                ink = 255.0 - torch.from_numpy(np.ascontiguousarray(chunk)).reshape(len(chunk), -1, 3).float()
+                foreground = ink.norm(dim=2) > self.config.min_ink
+                out[start:start + len(chunk)] = self._score_ink(ink, foreground).numpy()
+                share[start:start + len(chunk)] = foreground.float().mean(dim=1).numpy()
         return out, share
 
     def probabilities(self, images: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
@@ -62,31 +84,20 @@ class ColorReader:
         """`probabilities` in torch, as logs and differentiable in the pixels: images B x 3 x H x W
         in [0, 1] (a decoder's output) -> (B x K log memberships, readable mask B, foreground
         shortfall B: how far a soft foreground share falls below 1.5x the readable minimum, in
-        units of that minimum, differentiable, so a loss can keep images readable). The foreground
-        mask and the 95% quantile's position are chosen without gradient; the residuals and
-        strengths carry it. Logs, because a clear garment's membership of a far colour underflows
-        while its gradient toward that colour does not vanish (ml.rewards.parity pathwise term)."""
+        units of that minimum, differentiable, so a loss can keep images readable). Logs, because
+        a clear garment's membership of a far colour underflows while its gradient toward that
+        colour does not vanish (ml.rewards.parity pathwise term)."""
         import torch
 
-        d = torch.as_tensor(self.directions, dtype=images.dtype, device=images.device)
-        norms = (d * d).sum(dim=1)
         ink = 255.0 * (1 - images.clamp(0, 1)).flatten(2).transpose(1, 2)  # B x HW x 3
         strength = ink.norm(dim=2)
         foreground = strength.detach() > self.config.min_ink
         soft_share = torch.sigmoid((strength - self.config.min_ink) / 10).mean(dim=1)
         shortfall = torch.relu(1.5 * self.config.min_foreground - soft_share) / self.config.min_foreground
-        dot = ink @ d.T
-        v = (dot / norms).clamp(0, 1)
-        residual = (ink**2).sum(dim=2, keepdim=True) - 2 * v * dot + v**2 * norms
-        scores, readable = [], foreground.float().mean(dim=1) >= self.config.min_foreground
-        for i in range(len(images)):
-            fg = foreground[i]
-            if not fg.any():
-                scores.append(torch.zeros(len(d), dtype=images.dtype, device=images.device))
-                continue
-            strongest = torch.quantile(v[i][fg], 0.95, dim=0)
-            scores.append(residual[i][fg].mean(dim=0) + self.config.saturation_weight * (1 - strongest) ** 2)
-        return torch.log_softmax(-torch.stack(scores) / temperature, dim=1), readable, shortfall
+        scores = self._score_ink(ink, foreground)
+        scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))  # no foreground: uniform, and not readable
+        readable = foreground.float().mean(dim=1) >= self.config.min_foreground
+        return torch.log_softmax(-scores / temperature, dim=1), readable, shortfall
 
     def read(self, images: np.ndarray) -> list[str]:
         """A palette colour name per image, or NO_READ when the foreground is too small."""
