@@ -82,8 +82,11 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         trained, history = train_base(pipe, pixels[coloured], captions, [prompt(None, k) for k in items.loc[coloured, "category"]],
                                       train_config, reader.read)
         figures.update(trained)
+        by_color = trained.get("vae_color_kept_by_color") or {}
+        worst = min(by_color, key=by_color.get) if by_color else None
         context.log.info(f"autoencoder: {trained['vae_steps']} steps in {trained['vae_seconds']:.0f} s, colour kept through a round trip "
-                         f"{trained['vae_color_kept']:.3f} (stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} steps in "
+                         f"{trained['vae_color_kept']:.3f}{f' (worst: {worst} {by_color[worst]:.2f})' if worst else ''} "
+                         f"(stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} steps in "
                          f"{trained['unet_minutes']:.1f} min")
     else:
         pipe = load_pipeline(generation.generator)
@@ -95,6 +98,9 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     figures.update({f"base_{k}": v for k, v in quality.items()})
     per_category = (samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
                     .groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index())
+    per_color = (samples.assign(color_accuracy=samples["color"] == samples["read_color"]).groupby("color")["color_accuracy"].mean()
+                 .rename("base_color_accuracy").to_frame().join(pd.Series(figures.get("vae_color_kept_by_color") or {}, name="autoencoder_round_trip", dtype=float))
+                 .reset_index().rename(columns={"index": "color"}))
     passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy
     with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
                                                                      "dagster_run_id": context.run_id}) as run:
@@ -104,6 +110,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
             run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.log_dict(per_category.to_dict("records"), "per_category.json")
+        run.log_dict(per_color.to_dict("records"), "per_color.json")
+        run.log_metrics({f"vae_color_kept.{c}": v for c, v in (figures.get("vae_color_kept_by_color") or {}).items()})
         shown = [i * generation.eval_per_prompt for i in range(0, len(pairs), max(1, len(pairs) // 32))][:32]  # one judged sample per pair
         grid = plot_image_grid(images_to_uint8(sample_images[shown]), [f"{c} {k}" for c, k in (pairs[i // generation.eval_per_prompt] for i in shown)],
                                folder.parent / "generator_base_samples.png", "base generator samples (judged)")
@@ -116,7 +124,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
                                            "base_color_accuracy": round(quality["color_accuracy"], 4)}})
     return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(grid)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool))}, "samples": MetadataValue.path(str(grid)),
-                            "per_category": markdown_table(per_category.round(3)), "mlflow_run": MetadataValue.url(run.url)})
+                            "per_category": markdown_table(per_category.round(3)), "per_color": markdown_table(per_color.round(3)), "mlflow_run": MetadataValue.url(run.url)})
 
 
 @asset_check(asset=base_generator, partitions_def=catalog_partitions, blocking=False,

@@ -381,6 +381,27 @@ def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
         train_unet(pipe, latents, captions, config, short_captions=short[:3])
 
 
+def test_colour_whitening_weighs_a_rare_chroma_axis_like_luminance():
+    """Garments that differ mostly in darkness and a little in green vs magenta: whitened, both
+    axes have the luminance axis's variance, so an error along the rare axis is no longer cheap."""
+    from ml.diffusion.train_base import colour_whitening, to_model_range
+
+    rng = np.random.default_rng(0)
+    darkness = rng.uniform(20, 230, 400)[:, None]
+    tint = rng.normal(0, 12, 400)[:, None] * np.array([[1.0, -2.0, 1.0]]) / 6 ** 0.5  # the green-magenta direction
+    pixels = np.clip(darkness + tint, 0, 255).astype(np.uint8)[:, None, None, :].repeat(4, 1).repeat(4, 2)
+    whiten = colour_whitening(pixels)
+    pooled = torch.nn.functional.avg_pool2d(to_model_range(pixels), 4).permute(0, 2, 3, 1).reshape(-1, 3)
+    covariance = torch.cov((pooled @ whiten).T)
+    top = torch.linalg.eigvalsh(torch.cov(pooled.T)).max()
+    spread = torch.linalg.eigvalsh(covariance)
+    assert torch.allclose(spread[1:], top.expand(2), rtol=1e-3)  # both populated axes at luminance's variance
+    green = torch.tensor([1.0, -2.0, 1.0]) / 6 ** 0.5
+    grey = torch.ones(3) / 3 ** 0.5
+    assert float((green @ whiten).norm()) > 3  # a green-magenta error weighs several times what it did in RGB
+    assert abs(float((grey @ whiten).norm()) - 1.0) < 0.05  # luminance keeps weight 1
+
+
 def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_dir):
     """A reader that every round trip satisfies stops the autoencoder at its first check; an
     unreachable target runs it to its step cap. Either way the figures say how far colour got."""
@@ -388,13 +409,18 @@ def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_
     from ml.fairness.color_reader import demo_color_reader
 
     pixels = _garment_pixels(["red", "blue", "green", "yellow"] * 10)
-    config = BaseTrainConfig(vae_batch_size=4, vae_check_every=2, vae_check_images=8, vae_steps=6)
+    config = BaseTrainConfig(vae_batch_size=4, vae_check_every=2, vae_check_images=8, vae_steps=6, vae_min_share=0.0)
     met = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config, read_color=lambda images: ["red"] * len(images))
     assert (met["vae_stopped"], met["vae_steps"], met["vae_color_kept"]) == ("colour target", 2, 1.0)
+    sharpening = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_min_share": 0.5}),
+                           read_color=lambda images: ["red"] * len(images))  # the target is met, the minimum time is not
+    assert (sharpening["vae_stopped"], sharpening["vae_steps"]) == ("steps", 6)
 
     capped = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 1.01}), read_color=demo_color_reader().read)
     assert (capped["vae_stopped"], capped["vae_steps"]) == ("steps", 6)
     assert 0.0 <= capped["vae_color_kept"] <= 1.0
+    assert set(capped["vae_color_kept_by_color"]) <= {"red", "blue", "green", "yellow"}  # per colour read on the originals
+    assert all(0.0 <= v <= 1.0 for v in capped["vae_color_kept_by_color"].values())
     assert train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"base_minutes": 0.0}))["vae_stopped"] == "time"
 
 
