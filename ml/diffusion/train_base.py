@@ -73,23 +73,22 @@ def _color_kept(vae, pixels: np.ndarray, read_color, colors: np.ndarray) -> tupl
     """Share of images whose colour reads the same after an encode-decode round trip, overall and
     per colour (an overall share hides a colour the autoencoder cannot represent)."""
     from ml.diffusion.sampling import images_to_uint8
+    from ml.fairness.color_reader import NO_READ
 
     vae.eval()
     with torch.no_grad():
         recon = vae.decode(vae.encode(to_model_range(pixels)).latent_dist.mode()).sample
     vae.train()
     same = np.asarray(read_color(images_to_uint8((recon + 1) / 2)), dtype=object) == colors
-    from ml.fairness.color_reader import NO_READ
-
     return float(same.mean()), {str(c): round(float(same[colors == c].mean()), 3) for c in sorted(set(colors.tolist()) - {NO_READ})}
 
 
 def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None) -> dict:
     """L1 + MSE reconstruction + a small KL + a low-frequency colour term (whitened, see
     BaseTrainConfig); returns figures (steps, seconds, colour kept overall and per colour, why it
-    stopped, scaling factor). With `read_color` (uint8
-    images -> colour names) it holds `vae_check_images` out and stops once they keep their colour
-    (see BaseTrainConfig); without it, at the time or step cap."""
+    stopped, scaling factor). With `read_color` (uint8 images -> colour names) it holds
+    `vae_check_images` out and stops once they keep their colour (see BaseTrainConfig); without
+    it, at the time or step cap."""
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(pixels))
     held = order[:min(config.vae_check_images, len(pixels) // 10)] if read_color is not None else order[:0]
