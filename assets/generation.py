@@ -73,6 +73,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     figures: dict = {"generator": generation.generator}
     history: list[dict] = []
     reader = demo_color_reader()
+    by_color: dict[str, float] = {}  # the autoencoder's round-trip colour kept, per colour (tiny generator only)
     if generation.generator == "tiny":
         torch.manual_seed(generation.seed)
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
@@ -99,7 +100,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     per_category = (samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
                     .groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index())
     per_color = (samples.assign(color_accuracy=samples["color"] == samples["read_color"]).groupby("color")["color_accuracy"].mean()
-                 .rename("base_color_accuracy").to_frame().join(pd.Series(figures.get("vae_color_kept_by_color") or {}, name="autoencoder_round_trip", dtype=float))
+                 .rename("base_color_accuracy").to_frame().join(pd.Series(by_color, name="autoencoder_round_trip", dtype=float))
                  .reset_index().rename(columns={"index": "color"}))
     passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy
     with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
@@ -111,7 +112,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.log_dict(per_category.to_dict("records"), "per_category.json")
         run.log_dict(per_color.to_dict("records"), "per_color.json")
-        run.log_metrics({f"vae_color_kept.{c}": v for c, v in (figures.get("vae_color_kept_by_color") or {}).items()})
+        run.log_metrics({f"vae_color_kept.{c}": v for c, v in by_color.items()})
         shown = [i * generation.eval_per_prompt for i in range(0, len(pairs), max(1, len(pairs) // 32))][:32]  # one judged sample per pair
         grid = plot_image_grid(images_to_uint8(sample_images[shown]), [f"{c} {k}" for c, k in (pairs[i // generation.eval_per_prompt] for i in shown)],
                                folder.parent / "generator_base_samples.png", "base generator samples (judged)")

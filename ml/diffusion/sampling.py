@@ -42,10 +42,14 @@ def guided_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Ten
     return uncond + guidance * (cond - uncond)
 
 
+def decode_with_grad(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents -> images B x 3 x H x W in [0, 1], carrying gradient (the RL trainer's pathwise loss)."""
+    return (vae.decode(latents / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+
+
 @torch.no_grad()
 def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
-    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
-    return (images / 2 + 0.5).clamp(0, 1)
+    return decode_with_grad(pipe.vae, latents)
 
 
 @torch.no_grad()

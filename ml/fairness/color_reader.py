@@ -30,9 +30,9 @@ class ColorReader:
         self.names = list(config.palette)
         self.directions = 255.0 - np.array([config.palette[n] for n in self.names], np.float32)
 
-    def _score_ink(self, ink, foreground):
+    def _score_ink(self, ink, foreground, fill: float = float("inf")):
         """The model above in torch, shared by the numpy reads and the differentiable one: ink
-        B x HW x 3 (255 - rgb), foreground mask B x HW -> scores B x K (inf without foreground).
+        B x HW x 3 (255 - rgb), foreground mask B x HW -> scores B x K (`fill` without foreground).
         The mask and the 95% quantile's position carry no gradient; residuals and strengths do."""
         import torch
 
@@ -54,8 +54,7 @@ class ColorReader:
         low, high = ordered.gather(1, below.expand(-1, len(d)).unsqueeze(1)), ordered.gather(1, above.expand(-1, len(d)).unsqueeze(1))
         strongest = (low + (position - below).unsqueeze(2) * (high - low)).squeeze(1)
         scores = mean_residual + self.config.saturation_weight * (1 - strongest) ** 2
-        scores = torch.where(count > 0, scores, torch.full_like(scores, float("inf")))
-        return scores
+        return torch.where(count > 0, scores, torch.full_like(scores, fill))
 
     def scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(score N x K, lower is better; foreground share N) for uint8 N x H x W x 3 images."""
@@ -94,8 +93,7 @@ class ColorReader:
         foreground = strength.detach() > self.config.min_ink
         soft_share = torch.sigmoid((strength - self.config.min_ink) / 10).mean(dim=1)
         shortfall = torch.relu(1.5 * self.config.min_foreground - soft_share) / self.config.min_foreground
-        scores = self._score_ink(ink, foreground)
-        scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))  # no foreground: uniform, and not readable
+        scores = self._score_ink(ink, foreground, fill=0.0)  # no foreground: uniform, and not readable
         readable = foreground.float().mean(dim=1) >= self.config.min_foreground
         return torch.log_softmax(-scores / temperature, dim=1), readable, shortfall
 

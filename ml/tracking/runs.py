@@ -50,8 +50,11 @@ class TrackedRun:
             self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, str(value)) for key, value in tags.items()]
+        for start in range(0, len(items), 100):  # MLflow's limit of tags per batch
+            self.client.log_batch(self.run_id, tags=items[start:start + 100])
 
     def log_dict(self, data: Any, artifact_file: str) -> None:
         self.client.log_dict(self.run_id, data, artifact_file)
