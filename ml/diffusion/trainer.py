@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from ml.diffusion.ddim import ddim_step_with_logprob, predicted_original
-from ml.diffusion.sampling import SamplingConfig, encode_prompts, generate, guided_noise, sample_trajectories
+from ml.diffusion.sampling import SamplingConfig, decode_with_grad, encode_prompts, generate, guided_noise, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
 from ml.rewards.base import MultiReward
 
@@ -56,6 +56,15 @@ class RLConfig(BaseModel):
                                           "predicts at a trained step is decoded and its group membership moved toward what its prompt lacks")
     pathwise_step: int | None = Field(None, ge=0, description="the chain step whose predicted image the pathwise loss decodes (None: "
                                       "one of each trajectory's trained steps, at random)")
+    pathwise_fidelity_weight: float = Field(0.0, ge=0, description="weight of the differentiable rewards' own gradient (e.g. prompt_fidelity's): "
+                                            "the image predicted at `pathwise_fidelity_step` is decoded and scored, and the score's gradient "
+                                            "reaches the UNet through that step's noise prediction (DRaFT-1); every sample gets a direction, "
+                                            "where a policy gradient only compares samples")
+    pathwise_fidelity_step: int | None = Field(None, description="the chain step that term predicts from (None: one of each trajectory's "
+                                               "trained steps, at random; -1: the last, whose prediction is the image (DRaFT-1) but which "
+                                               "moves it least)")
+    pathwise_fidelity_skip_open: bool = Field(False, description="leave samples whose prompt leaves a parity group open (a garment "
+                                              "with no colour named) out of that term: there it pulls toward the encoder's typical colour")
     explore_share: float = Field(0.0, ge=0, le=1, description="share of a parity prompt's samples whose first `explore_steps` steps are "
                                  "steered by a prompt naming a group it lacks (re-scored under the real prompt)")
     explore_steps: int = Field(1, ge=1)
@@ -130,8 +139,12 @@ class RLTrainer:
         self.tracker = PerPromptStatTracker(config.stat_buffer, config.stat_min_count)
         self.pathwise = [r for r, _ in reward.components.values() if getattr(r, "differentiable_read", None) is not None]
         self.explorers = [r for r, _ in reward.components.values() if getattr(r, "group_prompt", None) is not None]
+        self.parity = [r for r, _ in reward.components.values() if hasattr(r, "applies")]
+        self.fidelity_pathwise = [(r, w) for r, w in reward.components.values() if w > 0 and hasattr(r, "reward_loss")]
         if config.pathwise_parity_weight > 0 and not self.pathwise:
             raise ValueError("pathwise_parity_weight > 0 needs a parity reward with a differentiable reader (e.g. color_parity)")
+        if config.pathwise_fidelity_weight > 0 and not self.fidelity_pathwise:
+            raise ValueError("pathwise_fidelity_weight > 0 needs a weighted reward that is differentiable in the pixels (e.g. prompt_fidelity)")
         self._prepare_model()
         with torch.no_grad():
             self.negative = encode_prompts(pipe, [""])
@@ -209,19 +222,29 @@ class RLTrainer:
                                                         prev_sample=latents, return_mean=True)
         return (((mean - base_mean) ** 2) / (2 * std**2)).mean()
 
-    def _pathwise_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]):
-        """The parity rewards' pathwise loss on the images the policy predicts (x0) at the given
-        steps, decoded by the frozen autoencoder; gradient reaches the UNet through its noise
-        prediction. None when no row of the minibatch has a prompt that leaves the group open."""
+    def _predicted_images(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """The images the policy predicts (x0) at the given steps, decoded by the frozen
+        autoencoder; gradient reaches the UNet through its noise prediction."""
         config = self.config.sampling
         latents = trajectories.latents[rows, steps]
         t = trajectories.timesteps[steps]
         noise = guided_noise(self.unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
-        predicted = predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps)
-        images = (self.pipe.vae.decode(predicted / self.pipe.vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+        return decode_with_grad(self.pipe.vae, predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps))
+
+    def _pathwise_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]):
+        """The parity rewards' pathwise loss on the images predicted at the given steps. None when
+        no row of the minibatch has a prompt that leaves the group open."""
+        images = self._predicted_images(trajectories, rows, steps)
         chosen_prompts, chosen_meta = [prompts[i] for i in rows.tolist()], [metadata[i] for i in rows.tolist()]
         losses = [loss for reward in self.pathwise if (loss := reward.pathwise_loss(images, chosen_prompts, chosen_meta)) is not None]
         return sum(losses) if losses else None
+
+    def _pathwise_fidelity_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]) -> torch.Tensor:
+        """Minus the differentiable rewards (their weights applied) of the images predicted at the
+        given steps, through one UNet call each (DRaFT-1 when the step is the last)."""
+        images = self._predicted_images(trajectories, rows, steps)
+        chosen_prompts, chosen_meta = [prompts[i] for i in rows.tolist()], [metadata[i] for i in rows.tolist()]
+        return sum(weight * reward.reward_loss(images, chosen_prompts, chosen_meta) for reward, weight in self.fidelity_pathwise)
 
     def _steering(self, prompts: list[str], metadata: list[dict], embeds: torch.Tensor) -> tuple[torch.Tensor | None, list[int]]:
         """(steering embeddings, steered rows): for `explore_share` of the samples whose prompt
@@ -286,7 +309,8 @@ class RLTrainer:
 
         self.unet.train()
         n, horizon = trajectories.log_probs.shape
-        stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": [], "pathwise_loss": []}
+        stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": [], "pathwise_loss": [],
+                 "pathwise_fidelity_loss": []}
         updates = 0
         for _ in range(config.inner_epochs):
             order = torch.as_tensor(self.rng.permutation(n))
@@ -317,6 +341,13 @@ class RLTrainer:
                     if pathwise is not None:
                         self.accelerator.backward(config.pathwise_parity_weight * pathwise / config.gradient_accumulation)
                         stats["pathwise_loss"].append(float(pathwise.detach()))
+                scored = rows[torch.as_tensor([not any(r.applies(metadata[i]) for r in self.parity) for i in rows.tolist()], dtype=torch.bool)
+                              ] if config.pathwise_fidelity_skip_open else rows
+                if config.pathwise_fidelity_weight > 0 and len(scored):
+                    at = steps[scored, 0] if config.pathwise_fidelity_step is None else torch.full((len(scored),), config.pathwise_fidelity_step % horizon)
+                    fidelity = self._pathwise_fidelity_loss(trajectories, scored, at, prompts, metadata)
+                    self.accelerator.backward(config.pathwise_fidelity_weight * fidelity * len(scored) / len(rows) / config.gradient_accumulation)
+                    stats["pathwise_fidelity_loss"].append(float(fidelity.detach()))
                 if config.pretrain_weight > 0 and self.pretrain is not None:
                     pretrain_loss = self._pretrain_loss()
                     self.accelerator.backward(config.pretrain_weight * pretrain_loss / config.gradient_accumulation)

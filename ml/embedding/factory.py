@@ -69,12 +69,18 @@ class Preprocessor:
     def tensor(self, pixels: np.ndarray):
         """uint8 N x H x W x 3 -> float N x 3 x S x S, resized if the store's size differs."""
         import torch
+
+        return self.normalise(torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0))
+
+    def normalise(self, x):
+        """Float N x 3 x H x W in [0, 1] -> the tower's input; differentiable (a reward's gradient
+        reaches a generator's pixels through it)."""
+        import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False).clamp_(0, 1)
-        return (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
+            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False).clamp(0, 1)
+        return (x - torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)) / torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
 
 
 def load_preprocess(folder: str | Path) -> Preprocessor:

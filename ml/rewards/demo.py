@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.special import softmax
 
 from ml.diffusion.sampling import images_to_uint8
 from ml.rewards.base import register_reward
@@ -27,13 +26,14 @@ class PromptFidelity:
 
     def __init__(self, model: str, scale: float = 1.0, mode: Literal["zero_shot", "cosine"] = "zero_shot",
                  categories: list[str] | None = None, colors: list[str] | None = None):
-        from ml.embedding.factory import create_dual_encoder
+        from ml.embedding.factory import Preprocessor, create_dual_encoder
 
         if mode not in ("zero_shot", "cosine"):
             raise ValueError(f"prompt_fidelity mode={mode!r}: use 'zero_shot' or 'cosine'")
         if mode == "zero_shot" and not categories:
             raise ValueError("prompt_fidelity in zero_shot mode needs the category vocabulary (categories=[...]); or use mode='cosine'")
         self.encoder = create_dual_encoder(model if ":" in model else f"local-dir:{model}")
+        self.preprocess = Preprocessor.from_cfg(self.encoder.preprocess_cfg)
         self.scale, self.mode = scale, mode
         self.categories, self.colors = list(categories or []), list(colors or [])
         self.logit_scale = float(self.encoder.model.logit_scale.exp().detach()) if hasattr(self.encoder.model, "logit_scale") else 1.0
@@ -46,20 +46,41 @@ class PromptFidelity:
         return np.stack([self._texts[t] for t in texts])
 
     def __call__(self, images, prompts: list[str], metadata: list[dict]) -> np.ndarray:
-        image = _unit(self.encoder.encode_images(images_to_uint8(images)))
+        import torch
+
+        image = torch.from_numpy(self.encoder.encode_images(images_to_uint8(images)))
+        with torch.no_grad():
+            return self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).numpy().astype(np.float64)
+
+    def reward_loss(self, images, prompts: list[str], metadata: list[dict]):
+        """Minus the mean reward of torch images B x 3 x H x W in [0, 1], differentiable in the
+        pixels (the encoder itself stays frozen): the RL trainer's pathwise fidelity term, a
+        gradient for every sample where a policy gradient only compares samples."""
+        import torch
+
+        model = self.encoder.model.eval().requires_grad_(False)
+        image = model.encode_image(self.preprocess.normalise(images), normalize=True)
+        return -self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).mean()
+
+    def _scores(self, image, prompts: list[str], metadata: list[dict]):
+        """The reward of unit image embeddings (torch N x D), differentiable in them."""
+        import torch
+
         if self.mode == "cosine":
-            return self.scale * (image * self._text(prompts)).sum(axis=1)
-        out = np.zeros(len(prompts))
-        category_texts = self._text([f"a {c}" for c in self.categories])
-        for i, meta in enumerate(metadata):
-            category = meta.get("category")
-            if category not in self.categories:
-                raise ValueError(f"prompt {prompts[i]!r}: metadata category {category!r} is not in the reward's vocabulary {self.categories}")
-            out[i] = softmax(self.logit_scale * category_texts @ image[i], axis=-1)[self.categories.index(category)]
-            color = meta.get("color") if meta.get("names_color") else None
-            if color in self.colors:
-                color_texts = self._text([f"a {c} {category}" for c in self.colors])
-                out[i] += softmax(self.logit_scale * color_texts @ image[i], axis=-1)[self.colors.index(color)]
+            return self.scale * (image * torch.from_numpy(self._text(prompts))).sum(dim=1)
+        index = []
+        for prompt, meta in zip(prompts, metadata):
+            if meta.get("category") not in self.categories:
+                raise ValueError(f"prompt {prompt!r}: metadata category {meta.get('category')!r} is not in the reward's vocabulary {self.categories}")
+            index.append(self.categories.index(meta["category"]))
+        category_texts = torch.from_numpy(self._text([f"a {c}" for c in self.categories]))
+        out = torch.softmax(self.logit_scale * image @ category_texts.T, dim=-1)[torch.arange(len(index)), torch.as_tensor(index)]
+        named = [i for i, meta in enumerate(metadata) if meta.get("names_color") and meta.get("color") in self.colors]
+        if named:  # + the prompted colour's probability among the category's colours
+            color_texts = torch.from_numpy(np.stack([self._text([f"a {c} {metadata[i]['category']}" for c in self.colors]) for i in named]))
+            chosen = torch.as_tensor([self.colors.index(metadata[i]["color"]) for i in named])
+            probabilities = torch.softmax(self.logit_scale * torch.einsum("nd,nkd->nk", image[named], color_texts), dim=-1)
+            out = out.index_add(0, torch.as_tensor(named), probabilities[torch.arange(len(named)), chosen])
         return self.scale * out
 
 

@@ -567,3 +567,46 @@ def test_steered_exploration_draws_a_lacking_colour_and_rescores_its_steps_under
     assert np.array_equal(parity.recent["a coat"], memory)
     trainer.train()
     assert trainer.history[-1]["steered"] > 0
+
+
+def test_the_pathwise_fidelity_term_follows_the_rewards_gradient_through_the_last_step(tokenizer_dir, tmp_path):
+    """DRaFT-1 next to the policy gradient: the fidelity reward's own gradient reaches the LoRA
+    weights through the last step's prediction, and its steps raise that reward on a fixed batch."""
+    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
+
+    torch.manual_seed(0)
+    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
+    fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "coat", "dress"], colors=["red", "blue"])
+    prompts = ["a bag", "a red coat"]
+    meta = [{"category": "bag"}, {"category": "coat", "names_color": True, "color": "red"}]
+    config = _rl_config(iterations=2, pathwise_fidelity_weight=1.0, lr=3e-3)
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"prompt_fidelity": (fidelity, 1.0)}), prompts, meta, config)
+    trainer.train()
+    assert all(h["pathwise_fidelity_loss"] < 0 for h in trainer.history)  # minus a probability
+
+    with torch.no_grad():
+        batch_prompts, batch_meta = [prompts[0]] * 4 + [prompts[1]] * 4, [meta[0]] * 4 + [meta[1]] * 4
+        trajectories = sample_trajectories(trainer.pipe, encode_prompts(trainer.pipe, batch_prompts), trainer.negative, config.sampling,
+                                           torch.Generator().manual_seed(3), unet=trainer.unet)
+    rows, losses = torch.arange(8), []
+    # the last step's prediction is the sampled image itself, so there the loss is minus the reward of the images
+    last = float(trainer._pathwise_fidelity_loss(trajectories, rows, torch.full((8,), 3), batch_prompts, batch_meta).detach())
+    assert -last == pytest.approx(float(fidelity(trajectories.images, batch_prompts, batch_meta).mean()), rel=1e-3)
+    # a random encoder barely tells images apart: its gradients (~1e-9 per weight) sit below Adam's epsilon unless scaled up;
+    # and the first step, where the image is decided, moves it most (the last one only through 3% of its noise prediction)
+    fidelity.scale = 1e4
+    for _ in range(6):
+        trainer.optimizer.zero_grad()
+        loss = trainer._pathwise_fidelity_loss(trajectories, rows, torch.zeros(8, dtype=torch.long), batch_prompts, batch_meta)
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="differentiable in the pixels"):
+        RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"redness": (Redness(), 1.0)}), prompts, meta, config)
+
+    # skip_open: a batch of colour-free prompts only (the parity reward's) gets no fidelity gradient at all
+    both = MultiReward({"prompt_fidelity": (fidelity, 1.0), "color_parity": (make_reward("color_parity"), 1.0)})
+    skipping = RLTrainer(tiny_pipe(tokenizer_dir), both, [prompts[0]], [meta[0]], config.model_copy(update={"pathwise_fidelity_skip_open": True}))
+    skipping.train()
+    assert all("pathwise_fidelity_loss" not in h for h in skipping.history)
