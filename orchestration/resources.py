@@ -201,9 +201,9 @@ class GenerationResource(ConfigurableResource):
     pathwise_temperature: float = 500.0  # the colour memberships' temperature in that loss
     pathwise_step: int | None = None  # the chain step whose predicted image that loss reads (None: one of the trained steps, at random)
     # ml.diffusion.trainer.RLConfig: the fidelity reward's own gradient through one step's predicted image, next to the policy
-    # gradient, for titled prompts only (skip_open). On the 9229185 demo state, 5 minutes each side by side at 1 thread: win-rate
+    # gradient, for titled prompts only (skip_open). On the f591426 demo state, 5 minutes each side by side at 1 thread: win-rate
     # 0.73 [0.59, 0.84] and parity -16% at 0.03, against 0.63 [0.46, 0.76] and -23% without; 0.1: 0.76, -10%; 1: 0.75, +11%;
-    # 1 on every prompt: 0.80 [0.68, 0.88], +6% (README, "Where the demo stands")
+    # 1 on every prompt: 0.80 [0.68, 0.88], +6% (README, "Why the demo's RL also follows the fidelity reward's own gradient")
     pathwise_fidelity_weight: float = 0.03
     pathwise_fidelity_step: int | None = None  # None: one of each trajectory's trained steps at random; -1: the last (DRaFT-1)
     pathwise_fidelity_skip_open: bool = True

@@ -246,6 +246,14 @@ class RLTrainer:
         chosen_prompts, chosen_meta = [prompts[i] for i in rows.tolist()], [metadata[i] for i in rows.tolist()]
         return sum(weight * reward.reward_loss(images, chosen_prompts, chosen_meta) for reward, weight in self.fidelity_pathwise)
 
+    def _pathwise_fidelity_rows(self, rows: torch.Tensor, metadata: list[dict]) -> torch.Tensor:
+        """The minibatch rows the pathwise fidelity term scores: all, or (skip_open) those whose
+        prompt no parity reward applies to."""
+        if not self.config.pathwise_fidelity_skip_open:
+            return rows
+        keep = [not any(r.applies(metadata[i]) for r in self.parity) for i in rows.tolist()]
+        return rows[torch.as_tensor(keep, dtype=torch.bool)]
+
     def _steering(self, prompts: list[str], metadata: list[dict], embeds: torch.Tensor) -> tuple[torch.Tensor | None, list[int]]:
         """(steering embeddings, steered rows): for `explore_share` of the samples whose prompt
         leaves a group open, a prompt naming a group it lacks. A policy gradient barely raises a
@@ -341,9 +349,8 @@ class RLTrainer:
                     if pathwise is not None:
                         self.accelerator.backward(config.pathwise_parity_weight * pathwise / config.gradient_accumulation)
                         stats["pathwise_loss"].append(float(pathwise.detach()))
-                scored = rows[torch.as_tensor([not any(r.applies(metadata[i]) for r in self.parity) for i in rows.tolist()], dtype=torch.bool)
-                              ] if config.pathwise_fidelity_skip_open else rows
-                if config.pathwise_fidelity_weight > 0 and len(scored):
+                scored = self._pathwise_fidelity_rows(rows, metadata) if config.pathwise_fidelity_weight > 0 else rows[:0]
+                if len(scored):  # weighted by its share of the minibatch, as if the left-out rows scored 0
                     at = steps[scored, 0] if config.pathwise_fidelity_step is None else torch.full((len(scored),), config.pathwise_fidelity_step % horizon)
                     fidelity = self._pathwise_fidelity_loss(trajectories, scored, at, prompts, metadata)
                     self.accelerator.backward(config.pathwise_fidelity_weight * fidelity * len(scored) / len(rows) / config.gradient_accumulation)
