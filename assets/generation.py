@@ -196,7 +196,10 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
                        | {"rewards": f"prompt_fidelity ({generation.fidelity_mode}) x{generation.fidelity_weight} + color_parity x{generation.parity_weight}"
                                     f" ({generation.parity_objective}, memory {generation.parity_memory})"
                                     + (f" + pathwise parity x{generation.pathwise_parity_weight} (temperature {generation.pathwise_temperature})"
-                                       if generation.pathwise_parity_weight else ""),
+                                       if generation.pathwise_parity_weight else "")
+                                    + (f" + pathwise fidelity x{generation.pathwise_fidelity_weight}"
+                                       f"{' (titled prompts)' if generation.pathwise_fidelity_skip_open else ''}"
+                                       f"{'' if generation.pathwise_fidelity_color else ' (category only)'}" if generation.pathwise_fidelity_weight else ""),
                           "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:

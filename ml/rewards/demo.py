@@ -25,7 +25,9 @@ class PromptFidelity:
     name = "prompt_fidelity"
 
     def __init__(self, model: str, scale: float = 1.0, mode: Literal["zero_shot", "cosine"] = "zero_shot",
-                 categories: list[str] | None = None, colors: list[str] | None = None):
+                 categories: list[str] | None = None, colors: list[str] | None = None, pathwise_color: bool = True):
+        """`pathwise_color`: whether `reward_loss` (the RL trainer's pathwise term) includes the
+        prompted colour's probability; without it only the category's gradient is followed."""
         from ml.embedding.factory import Preprocessor, create_dual_encoder
 
         if mode not in ("zero_shot", "cosine"):
@@ -36,6 +38,7 @@ class PromptFidelity:
         self.preprocess = Preprocessor.from_cfg(self.encoder.preprocess_cfg)
         self.scale, self.mode = scale, mode
         self.categories, self.colors = list(categories or []), list(colors or [])
+        self.pathwise_color = pathwise_color
         self.logit_scale = float(self.encoder.model.logit_scale.exp().detach()) if hasattr(self.encoder.model, "logit_scale") else 1.0
         self._texts: dict[str, np.ndarray] = {}
 
@@ -60,6 +63,8 @@ class PromptFidelity:
 
         model = self.encoder.model.eval().requires_grad_(False)
         image = model.encode_image(self.preprocess.normalise(images), normalize=True)
+        if not self.pathwise_color:
+            metadata = [{**m, "names_color": False} for m in metadata]
         return -self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).mean()
 
     def _scores(self, image, prompts: list[str], metadata: list[dict]):
@@ -85,12 +90,14 @@ class PromptFidelity:
 
 
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
-                     parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0) -> dict:
+                     parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0,
+                     pathwise_fidelity_color: bool = True) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
     in one place, GenerationResource (the benchmarks resolve recipes through it)."""
     return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
-                                "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique())},
+                                "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique()),
+                                "pathwise_color": pathwise_fidelity_color},
             "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
                              "objective": parity_objective, "pathwise_temperature": pathwise_temperature}}
