@@ -97,9 +97,9 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     pairs = _prompt_pairs(items)
     quality, samples, sample_images = prompt_accuracy(pipe, pairs, judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
     figures.update({f"base_{k}": v for k, v in quality.items()})
-    per_category = (samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
-                    .groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index())
-    per_color = (samples.assign(color_accuracy=samples["color"] == samples["read_color"]).groupby("color")["color_accuracy"].mean()
+    judged = samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
+    per_category = judged.groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index()
+    per_color = (judged.groupby("color")["color_accuracy"].mean()
                  .rename("base_color_accuracy").to_frame().join(pd.Series(by_color, name="autoencoder_round_trip", dtype=float))
                  .reset_index().rename(columns={"index": "color"}))
     passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy
@@ -193,14 +193,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     with mlflow.run(f"generator-rl-{context.partition_key}", tags={"stage": "rl", "snapshot": context.partition_key,
                                                                    "dagster_run_id": context.run_id, "finetune": config.finetune}) as run:
         run.log_params({k: v for k, v in config.model_dump().items() if k != "sampling"} | config.sampling.model_dump()
-                       | {"rewards": f"prompt_fidelity ({generation.fidelity_mode}) x{generation.fidelity_weight} + color_parity x{generation.parity_weight}"
-                                    f" ({generation.parity_objective}, memory {generation.parity_memory})"
-                                    + (f" + pathwise parity x{generation.pathwise_parity_weight} (temperature {generation.pathwise_temperature})"
-                                       if generation.pathwise_parity_weight else "")
-                                    + (f" + pathwise fidelity x{generation.pathwise_fidelity_weight}"
-                                       f"{' (titled prompts)' if generation.pathwise_fidelity_skip_open else ''}"
-                                       f"{'' if generation.pathwise_fidelity_color else ' (category only)'}" if generation.pathwise_fidelity_weight else ""),
-                          "train_prompts": len(train), "eval_prompts": len(held_out)})
+                       | {"rewards": generation.rewards_description(), "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:
             _, _, images = evaluate_rewards(pipe, reward, shown, prompt_metadata(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet)

@@ -248,6 +248,17 @@ class GenerationResource(ConfigurableResource):
 
         return demo_reward_spec(dual_encoder, prompts, **self.reward_settings())
 
+    def rewards_description(self) -> str:
+        """What RL optimises, in one line (the MLflow run's `rewards` param)."""
+        terms = [f"prompt_fidelity ({self.fidelity_mode}) x{self.fidelity_weight}",
+                 f"color_parity x{self.parity_weight} ({self.parity_objective}, memory {self.parity_memory})"]
+        if self.pathwise_parity_weight:
+            terms.append(f"pathwise parity x{self.pathwise_parity_weight} (temperature {self.pathwise_temperature})")
+        if self.pathwise_fidelity_weight:
+            terms.append(f"pathwise fidelity x{self.pathwise_fidelity_weight}" + (" (titled prompts)" if self.pathwise_fidelity_skip_open else "")
+                         + ("" if self.pathwise_fidelity_color else " (category only)"))
+        return " + ".join(terms)
+
     def reward_settings(self) -> dict:
         """demo_reward_spec's settings, for the benchmarks that build the reward without Dagster."""
         return {"fidelity_weight": self.fidelity_weight, "fidelity_mode": self.fidelity_mode, "parity_weight": self.parity_weight,

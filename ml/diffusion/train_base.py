@@ -98,7 +98,7 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
     vae.train()
     start, step, loss, kept, by_color, stopped = time.perf_counter(), 0, torch.tensor(0.0), None, {}, "steps"
-    limit = 60 * config.base_minutes * config.vae_max_share
+    limit, earliest = 60 * config.base_minutes * config.vae_max_share, 60 * config.base_minutes * config.vae_min_share
     with tqdm(total=config.vae_steps, desc="train autoencoder", mininterval=2) as bar:
         while step < config.vae_steps:
             if time.perf_counter() - start >= limit:
@@ -121,7 +121,7 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None)
             if len(held) and step % config.vae_check_every == 0:
                 kept, by_color = _color_kept(vae, pixels[held], read_color, held_colors)
                 bar.set_postfix(colour_kept=f"{kept:.2f}")
-                if kept >= config.vae_color_target and time.perf_counter() - start >= 60 * config.base_minutes * config.vae_min_share:
+                if kept >= config.vae_color_target and time.perf_counter() - start >= earliest:
                     stopped = "colour target"
                     break
     if len(held) and (kept is None or step % config.vae_check_every):

@@ -35,6 +35,7 @@ class PromptFidelity:
         if mode == "zero_shot" and not categories:
             raise ValueError("prompt_fidelity in zero_shot mode needs the category vocabulary (categories=[...]); or use mode='cosine'")
         self.encoder = create_dual_encoder(model if ":" in model else f"local-dir:{model}")
+        self.encoder.model.eval().requires_grad_(False)  # a judge of the generator's pixels, never trained here
         self.preprocess = Preprocessor.from_cfg(self.encoder.preprocess_cfg)
         self.scale, self.mode = scale, mode
         self.categories, self.colors = list(categories or []), list(colors or [])
@@ -61,8 +62,7 @@ class PromptFidelity:
         gradient for every sample where a policy gradient only compares samples."""
         import torch
 
-        model = self.encoder.model.eval().requires_grad_(False)
-        image = model.encode_image(self.preprocess.normalise(images), normalize=True)
+        image = self.encoder.model.encode_image(self.preprocess.normalise(images), normalize=True)
         if not self.pathwise_color:
             metadata = [{**m, "names_color": False} for m in metadata]
         return -self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).mean()
