@@ -265,10 +265,10 @@ def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
     meta = [{"names_color": False, "category": c} for c in categories]
     per_category = fidelity(image, [f"a {c}" for c in categories], meta)
     assert per_category.sum() == pytest.approx(1.0, abs=1e-5) and (per_category > 0).all()  # one image, every category: sums to 1
-    named = fidelity(image[:2], ["a red bag", "a blue bag"], [{"names_color": True, "category": "bag", "color": c} for c in colors])
+    named_meta = [{"names_color": True, "category": "bag", "color": c} for c in colors]
+    named = fidelity(image[:2], ["a red bag", "a blue bag"], named_meta)
     assert named.sum() == pytest.approx(2 * per_category[0] + 1.0, abs=1e-5)  # + the colour term, which also sums to 1
     # the pathwise term's loss is minus the same reward, or minus its category part alone without pathwise_color
-    named_meta = [{"names_color": True, "category": "bag", "color": c} for c in colors]
     assert float(fidelity.reward_loss(image[:2], ["a red bag", "a blue bag"], named_meta)) == pytest.approx(-named.mean(), abs=1e-3)
     category_only = make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, pathwise_color=False)
     assert float(category_only.reward_loss(image[:2], ["a red bag", "a blue bag"], named_meta)) == pytest.approx(-per_category[0], abs=1e-3)
