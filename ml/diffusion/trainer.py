@@ -68,6 +68,15 @@ class RLConfig(BaseModel):
     explore_share: float = Field(0.0, ge=0, le=1, description="share of a parity prompt's samples whose first `explore_steps` steps are "
                                  "steered by a prompt naming a group it lacks (re-scored under the real prompt)")
     explore_steps: int = Field(1, ge=1)
+    mixture_distill_weight: float = Field(0.0, ge=0, description="weight of a distillation term for prompts that leave a parity group "
+                                          "open: along the base model's trajectories of the prompt with a group named (each group "
+                                          "equally often), the policy's guided noise prediction under the open prompt learns the base's "
+                                          "under the named one; its minimiser is the base's even mixture of the named groups")
+    mixture_distill_groups: Literal["even", "lacking"] = Field("even", description="the named groups' shares in that term: even, or "
+                                                               "in proportion to what the prompt's remembered reads lack (the parity "
+                                                               "reward's quota), which steers the policy's own shares toward even")
+    mixture_distill_steps: int | None = Field(None, ge=1, description="the first chain steps that term trains on (None: those the "
+                                              "policy gradient trains on, all but skip_final_steps)")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -92,6 +101,15 @@ def train_step_indices(rng: np.random.Generator, n: int, horizon: int, k: int, s
     no signal; leaving it out tripled the reward gain of a 5-minute run."""
     trainable = max(1, horizon - skip_final)
     return np.argsort(rng.random((n, trainable)), axis=1)[:, :min(k, trainable)]
+
+
+def largest_remainder(shares: np.ndarray, n: int) -> np.ndarray:
+    """n items split in proportion to `shares` (summing to 1) as whole counts: floors first, the
+    rest to the largest remainders."""
+    exact = np.asarray(shares, np.float64) * n
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(-(exact - counts), kind="stable")[:n - counts.sum()]] += 1
+    return counts
 
 
 @dataclass
@@ -143,6 +161,8 @@ class RLTrainer:
         self.fidelity_pathwise = [(r, w) for r, w in reward.components.values() if w > 0 and hasattr(r, "reward_loss")]
         if config.pathwise_parity_weight > 0 and not self.pathwise:
             raise ValueError("pathwise_parity_weight > 0 needs a parity reward with a differentiable reader (e.g. color_parity)")
+        if config.mixture_distill_weight > 0 and not self.explorers:
+            raise ValueError("mixture_distill_weight > 0 needs a parity reward that can name its groups in a prompt (e.g. color_parity)")
         if config.pathwise_fidelity_weight > 0 and not self.fidelity_pathwise:
             raise ValueError("pathwise_fidelity_weight > 0 needs a weighted reward that is differentiable in the pixels (e.g. prompt_fidelity)")
         self._prepare_model()
@@ -166,7 +186,7 @@ class RLTrainer:
                 param.requires_grad_("lora_" in name)
         else:
             unet.requires_grad_(True)
-            if config.kl_weight > 0:  # a frozen copy of the base for the KL term
+            if config.kl_weight > 0 or config.mixture_distill_weight > 0:  # a frozen copy of the base for the KL and distillation terms
                 import copy
 
                 self.base_unet = copy.deepcopy(unet).requires_grad_(False).eval()
@@ -208,16 +228,23 @@ class RLTrainer:
                                                         prev_sample=next_latents, return_mean=True)
         return log_prob, mean, std, latents, t, rows
 
+    @torch.no_grad()
+    def _base_noise(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """The base model's guided noise prediction (LoRA: the adapters switched off)."""
+        guidance, negative = self.config.sampling.guidance_scale, self.negative.expand(len(latents), -1, -1)
+        if self.config.finetune == "lora":
+            unet = self.accelerator.unwrap_model(self.unet)
+            unet.disable_adapters()
+            try:
+                return guided_noise(unet, latents, t, embeds, negative, guidance)
+            finally:
+                unet.enable_adapters()
+        return guided_noise(self.base_unet, latents, t, embeds, negative, guidance)
+
     def _kl_to_base(self, trajectories, latents, t, rows, mean, std) -> torch.Tensor:
         config = self.config.sampling
         with torch.no_grad():
-            if self.config.finetune == "lora":
-                unet = self.accelerator.unwrap_model(self.unet)
-                unet.disable_adapters()
-                base_noise = guided_noise(unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
-                unet.enable_adapters()
-            else:
-                base_noise = guided_noise(self.base_unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+            base_noise = self._base_noise(latents, t, trajectories.prompt_embeds[rows])
             _, _, base_mean, _ = ddim_step_with_logprob(self.pipe.scheduler, base_noise, t, latents, config.num_inference_steps, config.eta,
                                                         prev_sample=latents, return_mean=True)
         return (((mean - base_mean) ** 2) / (2 * std**2)).mean()
@@ -284,6 +311,54 @@ class RLTrainer:
                                                  config.eta, prev_sample=trajectories.latents[index, k + 1])
             trajectories.log_probs[index, k] = log_prob
 
+    @torch.no_grad()
+    def _mixture_targets(self, prompts: list[str], metadata: list[dict]) -> dict | None:
+        """The distillation term's data for this iteration: for each sample whose prompt leaves a
+        group open, a group (within a prompt, whole counts of the `mixture_distill_groups` shares,
+        in random order), and the base's trajectory of the prompt naming it over the first chain
+        steps with the base's guided noise prediction at each. The latents come from the named
+        prompt's own chain, so each already carries its group: the policy is asked to continue
+        what it is given, not to guess a group from noise. None when no prompt leaves a group open."""
+        config = self.config
+        rows, named = [], []
+        for prompt in dict.fromkeys(p for p, m in zip(prompts, metadata) if any(r.applies(m) for r in self.explorers)):
+            members = [i for i, p in enumerate(prompts) if p == prompt]
+            reward = next(r for r in self.explorers if r.applies(metadata[members[0]]))
+            k = len(reward.groups)
+            shares = reward.quota(prompt, batch=len(members)) if config.mixture_distill_groups == "lacking" else np.full(k, 1 / k)
+            groups = self.rng.permutation(np.repeat(np.arange(k), largest_remainder(shares, len(members))))
+            for i, g in zip(members, groups):
+                if (text := reward.group_prompt(reward.groups[g], metadata[i])) is not None:
+                    rows.append(i)
+                    named.append(text)
+        if not rows:
+            return None
+        horizon = config.sampling.num_inference_steps
+        steps = min(config.mixture_distill_steps or max(1, horizon - config.skip_final_steps), horizon)
+        scheduler = self.pipe.scheduler
+        scheduler.set_timesteps(horizon, device=self.pipe.device)
+        named_embeds = encode_prompts(self.pipe, named)
+        unet = self.accelerator.unwrap_model(self.unet)
+        latents = torch.randn((len(rows), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size), generator=self.generator,
+                              device=self.pipe.device, dtype=named_embeds.dtype)
+        all_latents, targets = [], []
+        for t in scheduler.timesteps[:steps]:
+            noise = self._base_noise(latents, t, named_embeds)
+            all_latents.append(latents)
+            targets.append(noise)
+            latents, _ = ddim_step_with_logprob(scheduler, noise, t, latents, horizon, config.sampling.eta, generator=self.generator)
+        return {"rows": torch.as_tensor(rows), "named": named, "latents": torch.stack(all_latents, 1), "targets": torch.stack(targets, 1),
+                "timesteps": scheduler.timesteps[:steps].clone()}
+
+    def _mixture_loss(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """Mean squared error between the policy's guided noise prediction under the open prompt
+        and the base's under the named one, at one random step of each chosen sample."""
+        at = torch.as_tensor(self.rng.integers(0, len(mixture["timesteps"]), len(part)))
+        latents = mixture["latents"][part, at]
+        noise = guided_noise(self.unet, latents, mixture["timesteps"][at], embeds[mixture["rows"][part]], self.negative.expand(len(part), -1, -1),
+                             self.config.sampling.guidance_scale)
+        return torch.nn.functional.mse_loss(noise, mixture["targets"][part, at])
+
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
         rows = torch.as_tensor(self.rng.choice(len(data.latents), self.config.minibatch_size, replace=len(data.latents) < self.config.minibatch_size))
@@ -312,19 +387,22 @@ class RLTrainer:
             steered_rows = set(steered)
             metadata = [dict(m, steered=True) if i in steered_rows else m for i, m in enumerate(metadata)]
         total, components = self.reward(trajectories.images, prompts, metadata)
+        mixture = self._mixture_targets(prompts, metadata) if config.mixture_distill_weight > 0 else None  # after the reward: its reads are in the quota
         advantages = torch.as_tensor(self._advantages(prompts, total), dtype=torch.float32, device=self.accelerator.device)
         rewarded = time.perf_counter()
 
         self.unet.train()
         n, horizon = trajectories.log_probs.shape
         stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": [], "pathwise_loss": [],
-                 "pathwise_fidelity_loss": []}
+                 "pathwise_fidelity_loss": [], "mixture_loss": []}
         updates = 0
         for _ in range(config.inner_epochs):
             order = torch.as_tensor(self.rng.permutation(n))
             steps = torch.as_tensor(train_step_indices(self.rng, n, horizon, config.train_timesteps, config.skip_final_steps))
             k = steps.shape[1]
             minibatches = [order[i:i + config.minibatch_size] for i in range(0, n, config.minibatch_size)]
+            # the distillation samples, shared out over the minibatches
+            mixture_parts = torch.tensor_split(torch.as_tensor(self.rng.permutation(len(mixture["rows"]))), len(minibatches)) if mixture else []
             for m, rows in enumerate(minibatches):
                 loss_total = 0.0
                 for j in range(k):
@@ -355,6 +433,10 @@ class RLTrainer:
                     fidelity = self._pathwise_fidelity_loss(trajectories, scored, at, prompts, metadata)
                     self.accelerator.backward(config.pathwise_fidelity_weight * fidelity * len(scored) / len(rows) / config.gradient_accumulation)
                     stats["pathwise_fidelity_loss"].append(float(fidelity.detach()))
+                if mixture is not None and len(mixture_parts[m]):
+                    mixture_loss = self._mixture_loss(mixture, mixture_parts[m], trajectories.prompt_embeds)
+                    self.accelerator.backward(config.mixture_distill_weight * mixture_loss / config.gradient_accumulation)
+                    stats["mixture_loss"].append(float(mixture_loss.detach()))
                 if config.pretrain_weight > 0 and self.pretrain is not None:
                     pretrain_loss = self._pretrain_loss()
                     self.accelerator.backward(config.pretrain_weight * pretrain_loss / config.gradient_accumulation)

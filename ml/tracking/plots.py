@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,8 +51,9 @@ def plot_image_grid(images, labels: list[str], path: str | Path, title: str, col
 
 
 def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
-    """Per-reward curves, and the PPO ratio / clip-fraction statistics, against iteration."""
-    fig, (rewards, ppo) = plt.subplots(1, 2, figsize=(10, 3.6))
+    """Per-reward curves, the PPO ratio / clip-fraction statistics and the auxiliary terms' losses
+    (pretraining, distillation, pathwise) against iteration."""
+    fig, (rewards, ppo, terms) = plt.subplots(1, 3, figsize=(15, 3.6))
     steps = [h["iteration"] for h in history]
     for key in ["reward"] + sorted(k for k in (history[0] if history else {}) if k.startswith("reward.")):
         rewards.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=key)
@@ -62,8 +64,19 @@ def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
     ppo.plot(steps, [abs(h.get("ratio", 1.0) - 1) for h in history], marker=".", label="|mean ratio - 1|")
     ppo.set(title="PPO statistics", xlabel="iteration", yscale="symlog")
     ppo.legend(fontsize=7)
+    auxiliary = [k for k in AUXILIARY_LOSSES if any(h.get(k) for h in history)]
+    for key in auxiliary:  # scales differ by 100x (distillation ~0.005, pretraining ~0.3): each relative to its first value
+        values = np.array([h.get(key, np.nan) for h in history], np.float64)
+        first = values[np.flatnonzero(np.isfinite(values) & (values != 0))[0]]
+        terms.plot(steps, values / first, marker=".", label=f"{key} (first {first:.3g})")
+    terms.set(title="auxiliary losses / their first value" if auxiliary else "no auxiliary loss in this recipe", xlabel="iteration")
+    if auxiliary:
+        terms.legend(fontsize=7)
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+AUXILIARY_LOSSES = ("pretrain_loss", "mixture_loss", "pathwise_fidelity_loss", "pathwise_loss", "kl_to_base")
 
 
 def plot_group_shares(base, rl, groups: list[str], path: str | Path, title: str, colors: dict[str, tuple[int, int, int]] | None = None) -> Path:

@@ -13,9 +13,9 @@ import torch
 
 from ml.diffusion.ddim import ddim_step_with_logprob
 from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline
-from ml.diffusion.sampling import SamplingConfig, encode_prompts, sample_trajectories
+from ml.diffusion.sampling import SamplingConfig, encode_prompts, guided_noise, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
-from ml.diffusion.trainer import RLConfig, RLTrainer, ppo_clip_loss, train_step_indices
+from ml.diffusion.trainer import RLConfig, RLTrainer, largest_remainder, ppo_clip_loss, train_step_indices
 from ml.rewards import MultiReward, RewardUnavailable, make_multi_reward, make_reward, register_reward, registered_rewards
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -615,3 +615,71 @@ def test_the_pathwise_fidelity_term_follows_the_rewards_gradient_through_the_las
     skipping = RLTrainer(tiny_pipe(tokenizer_dir), both, [prompts[0]], [meta[0]], config.model_copy(update={"pathwise_fidelity_skip_open": True}))
     skipping.train()
     assert all("pathwise_fidelity_loss" not in h for h in skipping.history)
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_the_mixture_distillation_term_teaches_the_open_prompt_the_bases_named_colours(tokenizer_dir, finetune):
+    """mixture_distill_weight: each colour-free sample of a prompt gets a different colour (eight
+    samples, eight colours), its targets are the base's guided noise predictions along the base's
+    own trajectory of "a {colour} coat", and the term's steps bring the policy's prediction under
+    "a coat" toward them while the base it is measured against stays as it was."""
+    torch.manual_seed(0)
+    prompts, meta = ["a coat", "a red dress"], [{"names_color": False, "category": "coat"}, {"names_color": True, "category": "dress"}]
+    reward = MultiReward({"color_parity": (make_reward("color_parity", objective="kl", memory=16), 0.0)})
+    config = _rl_config(iterations=2, mixture_distill_weight=1.0, samples_per_prompt=8, minibatch_size=8, finetune=finetune,
+                        lr=3e-3 if finetune == "lora" else 1e-4,
+                        sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0), skip_final_steps=1)
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, config)
+    chosen, chosen_meta = ["a coat"] * 8 + ["a red dress"] * 8, [meta[0]] * 8 + [meta[1]] * 8
+    mixture = trainer._mixture_targets(chosen, chosen_meta)
+    assert mixture["rows"].tolist() == list(range(8))  # the titled prompt names its colour: nothing to distil
+    assert mixture["latents"].shape[:2] == (8, 3) and mixture["targets"].shape == mixture["latents"].shape  # all but the last step
+    named = [reward.components["color_parity"][0].group_prompt(c, meta[0]) for c in reward.components["color_parity"][0].groups]
+    assert trainer._mixture_targets(["a red dress"] * 4, [meta[1]] * 4) is None
+
+    def base_targets():  # the base's prediction for each colour's prompt at the stored latents, recomputed
+        found = {}
+        for text in named:
+            embeds = encode_prompts(trainer.pipe, [text] * 8)
+            found[text] = torch.stack([trainer._base_noise(mixture["latents"][:, k], mixture["timesteps"][k], embeds) for k in range(3)], 1)
+        return found
+
+    before = base_targets()
+    matched = [next(t for t, target in before.items() if torch.allclose(target[i], mixture["targets"][i], atol=1e-5)) for i in range(8)]
+    assert sorted(matched) == sorted(named)  # one sample per colour, and each target is the base's for its colour
+
+    embeds = encode_prompts(trainer.pipe, chosen)
+    part = torch.arange(8)
+    trainer.unet.train()
+    losses = []
+    for _ in range(8):
+        trainer.optimizer.zero_grad()
+        loss = sum(torch.nn.functional.mse_loss(guided_noise(trainer.unet, mixture["latents"][part, k], mixture["timesteps"][k], embeds[:8],
+                                                             trainer.negative.expand(8, -1, -1), 3.0), mixture["targets"][part, k]) for k in range(3))
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+    after = base_targets()
+    assert all(torch.allclose(before[t], after[t], atol=1e-5) for t in named)  # the base is not what moves
+    trainer.train()
+    assert all(h["mixture_loss"] > 0 for h in trainer.history)
+
+
+def test_lacking_mixture_groups_follow_what_the_prompts_remembered_reads_lack(tokenizer_dir):
+    """mixture_distill_groups "lacking": the named colours come in proportion to the parity
+    quota, so a colour the policy already over-draws is not taught at all."""
+    assert largest_remainder(np.full(8, 1 / 8), 8).tolist() == [1] * 8
+    assert largest_remainder(np.array([0.5, 0.3, 0.2]), 4).tolist() == [2, 1, 1]
+    parity = make_reward("color_parity", objective="kl", memory=32)
+    parity.recent["a coat"] = np.eye(8)[[0] * 24 + [1] * 8]  # 24 black, 8 grey of 32
+    prompts, meta = ["a coat"], [{"names_color": False, "category": "coat"}]
+    config = _rl_config(iterations=1, mixture_distill_weight=1.0, mixture_distill_groups="lacking", samples_per_prompt=12, prompts_per_iteration=1)
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"color_parity": (parity, 0.0)}), prompts, meta, config)
+    counts = {}
+    for _ in range(5):
+        mixture = trainer._mixture_targets(["a coat"] * 12, meta * 12)
+        for t in mixture["named"]:
+            counts[t] = counts.get(t, 0) + 1
+    assert "a black coat" not in counts and "a grey coat" not in counts  # both at or over their share of 32 + 12
+    assert set(counts) == {f"a {c} coat" for c in parity.groups[2:]} and sum(counts.values()) == 60
