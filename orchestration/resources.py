@@ -217,7 +217,7 @@ class GenerationResource(ConfigurableResource):
     explore_steps: int = 1
     # ml.diffusion.trainer.RLConfig: colour-free prompts learn the base's guided noise prediction for "a {colour} {category}" along
     # the base's own first 5 steps of it, the colours in proportion to what the prompt's last 32 reads lack (lacking) or even. On
-    # the 01d3e30 demo state, 160 iterations: lacking 1, seeds 0 / 1 / 2: parity -56% / -50% / -54%, win-rate 0.80 / 0.79 / 0.74
+    # the 01d3e30 demo state, 160 iterations: lacking 1, seeds 0 / 1 / 2: parity -57% / -50% / -54%, win-rate 0.80 / 0.79 / 0.74
     # (without it: -12% / -18%, 0.87 / 0.81); even 1: -42%, 0.82; lacking 3: -55%, 0.74; the term alone (rewards 0): -53%, 0.58
     mixture_distill_weight: float = 1.0
     mixture_distill_groups: str = "lacking"  # lacking | even
