@@ -102,10 +102,13 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
         category, colour = judge.parts(images, rows)
         return category + colour, float(colour.mean())
 
-    def parity_of(model) -> tuple[float, float]:
+    def parity_of(model) -> tuple[float, float, dict]:
         images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model))
         table = per_prompt_parity(pd.DataFrame({"prompt": bias_rows, "group": reader.read(images)}), reader.names)
-        return float(table["parity_distance"].mean()), float(table["no_read"].mean())
+        shares = table.set_index("prompt")[[f"share.{n}" for n in reader.names]].round(3)
+        per_prompt = {p: {"parity": round(float(d), 3), "largest": f"{shares.loc[p].idxmax()[6:]} {shares.loc[p].max():.2f}"}
+                      for p, d in zip(table["prompt"], table["parity_distance"])}
+        return float(table["parity_distance"].mean()), float(table["no_read"].mean()), per_prompt
 
     base_scores, base_colour = judged(base.unet)
     base_parity = parity_of(base.unet)
@@ -136,6 +139,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                **{f"{k}_after": round(float(v.mean()), 4) for k, v in after_parts.items()},
                "parity_base": round(base_parity[0], 3), "parity_rl": round(rl_parity[0], 3),
                "no_read_base": round(base_parity[1], 3), "no_read_rl": round(rl_parity[1], 3),
+               "parity_per_prompt": {p: {"base": base_parity[2][p], "rl": rl_parity[2][p]} for p in rl_parity[2]},
                "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe}
 
 
