@@ -264,6 +264,8 @@ class GenerationResource(ConfigurableResource):
         if self.pathwise_fidelity_weight:
             terms.append(f"pathwise fidelity x{self.pathwise_fidelity_weight}" + (" (titled prompts)" if self.pathwise_fidelity_skip_open else "")
                          + ("" if self.pathwise_fidelity_color else " (category only)"))
+        if self.mixture_distill_weight:
+            terms.append(f"mixture distillation x{self.mixture_distill_weight} ({self.mixture_distill_groups} colours)")
         return " + ".join(terms)
 
     def reward_settings(self) -> dict:

@@ -50,6 +50,9 @@ def plot_image_grid(images, labels: list[str], path: str | Path, title: str, col
     return save_figure(fig, path)
 
 
+AUXILIARY_LOSSES = ("pretrain_loss", "mixture_loss", "pathwise_fidelity_loss", "pathwise_loss", "kl_to_base")
+
+
 def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
     """Per-reward curves, the PPO ratio / clip-fraction statistics and the auxiliary terms' losses
     (pretraining, distillation, pathwise) against iteration."""
@@ -74,9 +77,6 @@ def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
         terms.legend(fontsize=7)
     fig.suptitle(title)
     return save_figure(fig, path)
-
-
-AUXILIARY_LOSSES = ("pretrain_loss", "mixture_loss", "pathwise_fidelity_loss", "pathwise_loss", "kl_to_base")
 
 
 def plot_group_shares(base, rl, groups: list[str], path: str | Path, title: str, colors: dict[str, tuple[int, int, int]] | None = None) -> Path:
