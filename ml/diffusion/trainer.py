@@ -69,9 +69,10 @@ class RLConfig(BaseModel):
                                  "steered by a prompt naming a group it lacks (re-scored under the real prompt)")
     explore_steps: int = Field(1, ge=1)
     mixture_distill_weight: float = Field(0.0, ge=0, description="weight of a distillation term for prompts that leave a parity group "
-                                          "open: along the base model's trajectories of the prompt with a group named (each group "
-                                          "equally often), the policy's guided noise prediction under the open prompt learns the base's "
-                                          "under the named one; its minimiser is the base's even mixture of the named groups")
+                                          "open: along the base model's trajectories of the prompt with a group named (the groups "
+                                          "shared out as `mixture_distill_groups` says), the policy's guided noise prediction under the "
+                                          "open prompt learns the base's under the named one; its minimiser is the base's mixture of "
+                                          "the named groups in those shares")
     mixture_distill_groups: Literal["even", "lacking"] = Field("even", description="the named groups' shares in that term: even, or "
                                                                "in proportion to what the prompt's remembered reads lack (the parity "
                                                                "reward's quota), which steers the policy's own shares toward even")
@@ -387,9 +388,10 @@ class RLTrainer:
             steered_rows = set(steered)
             metadata = [dict(m, steered=True) if i in steered_rows else m for i, m in enumerate(metadata)]
         total, components = self.reward(trajectories.images, prompts, metadata)
-        mixture = self._mixture_targets(prompts, metadata) if config.mixture_distill_weight > 0 else None  # after the reward: its reads are in the quota
         advantages = torch.as_tensor(self._advantages(prompts, total), dtype=torch.float32, device=self.accelerator.device)
         rewarded = time.perf_counter()
+        # the base's chains are training work (train_s, not reward_s); after the reward, whose reads are in the quota
+        mixture = self._mixture_targets(prompts, metadata) if config.mixture_distill_weight > 0 else None
 
         self.unet.train()
         n, horizon = trajectories.log_probs.shape
