@@ -78,6 +78,8 @@ class RLConfig(BaseModel):
                                                                "reward's quota), which steers the policy's own shares toward even")
     mixture_distill_steps: int | None = Field(None, ge=1, description="the first chain steps that term trains on (None: those the "
                                               "policy gradient trains on, all but skip_final_steps)")
+    mixture_distill_from_step: int = Field(0, ge=0, description="the first chain step that term trains on (1: not the first, whose "
+                                           "latent is pure noise and whose target can only be the groups' mean)")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -354,7 +356,7 @@ class RLTrainer:
     def _mixture_loss(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         """Mean squared error between the policy's guided noise prediction under the open prompt
         and the base's under the named one, at one random step of each chosen sample."""
-        at = torch.as_tensor(self.rng.integers(0, len(mixture["timesteps"]), len(part)))
+        at = torch.as_tensor(self.rng.integers(min(self.config.mixture_distill_from_step, len(mixture["timesteps"]) - 1), len(mixture["timesteps"]), len(part)))
         latents = mixture["latents"][part, at]
         noise = guided_noise(self.unet, latents, mixture["timesteps"][at], embeds[mixture["rows"][part]], self.negative.expand(len(part), -1, -1),
                              self.config.sampling.guidance_scale)

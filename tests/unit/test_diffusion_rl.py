@@ -683,3 +683,24 @@ def test_lacking_mixture_groups_follow_what_the_prompts_remembered_reads_lack(to
             counts[t] = counts.get(t, 0) + 1
     assert "a black coat" not in counts and "a grey coat" not in counts  # both at or over their share of 32 + 12
     assert set(counts) == {f"a {c} coat" for c in parity.groups[2:]} and sum(counts.values()) == 60
+
+
+def test_mixture_distill_from_step_leaves_the_first_steps_untrained(tokenizer_dir):
+    """mixture_distill_from_step: the term's loss is computed at that step or later, never at the
+    pure-noise first step, whose target can only be the colours' mean."""
+    prompts, meta = ["a coat"], [{"names_color": False, "category": "coat"}]
+    parity = make_reward("color_parity", objective="kl", memory=32)
+    config = _rl_config(iterations=1, mixture_distill_weight=1.0, mixture_distill_from_step=2, samples_per_prompt=8, prompts_per_iteration=1,
+                        sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0), skip_final_steps=1)
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"color_parity": (parity, 0.0)}), prompts, meta, config)
+    mixture = trainer._mixture_targets(["a coat"] * 8, meta * 8)
+    assert len(mixture["timesteps"]) == 3
+    embeds, part = encode_prompts(trainer.pipe, ["a coat"] * 8), torch.arange(8)
+    with torch.no_grad():
+        own = guided_noise(trainer.unet, mixture["latents"][:, 2], mixture["timesteps"][2], embeds, trainer.negative.expand(8, -1, -1), 3.0)
+        last_step_only = torch.nn.functional.mse_loss(own, mixture["targets"][:, 2])
+        first_step = torch.nn.functional.mse_loss(
+            guided_noise(trainer.unet, mixture["latents"][:, 0], mixture["timesteps"][0], embeds, trainer.negative.expand(8, -1, -1), 3.0),
+            mixture["targets"][:, 0])
+        assert not torch.isclose(first_step, last_step_only)
+        assert all(torch.isclose(trainer._mixture_loss(mixture, part, embeds), last_step_only) for _ in range(3))
