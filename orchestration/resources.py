@@ -269,7 +269,9 @@ class GenerationResource(ConfigurableResource):
             terms.append(f"pathwise fidelity x{self.pathwise_fidelity_weight}" + (" (titled prompts)" if self.pathwise_fidelity_skip_open else "")
                          + ("" if self.pathwise_fidelity_color else " (category only)"))
         if self.mixture_distill_weight:
-            terms.append(f"mixture distillation x{self.mixture_distill_weight} ({self.mixture_distill_groups} colours)")
+            trained = self.rl_config().mixture_distill_range
+            terms.append(f"mixture distillation x{self.mixture_distill_weight} ({self.mixture_distill_groups} colours, "
+                         f"chain steps {trained.start}-{trained.stop - 1})")
         return " + ".join(terms)
 
     def reward_settings(self) -> dict:

@@ -87,6 +87,13 @@ class RLConfig(BaseModel):
     seed: int = 0
 
     @property
+    def mixture_distill_range(self) -> range:
+        """The chain steps the distillation term trains on."""
+        horizon = self.sampling.num_inference_steps
+        last = min(self.mixture_distill_steps or max(1, horizon - self.skip_final_steps), horizon)
+        return range(min(self.mixture_distill_from_step, last - 1), last)
+
+    @property
     def batch_size(self) -> int:
         return self.prompts_per_iteration * self.samples_per_prompt
 
@@ -337,7 +344,7 @@ class RLTrainer:
         if not rows:
             return None
         horizon = config.sampling.num_inference_steps
-        steps = min(config.mixture_distill_steps or max(1, horizon - config.skip_final_steps), horizon)
+        steps = config.mixture_distill_range.stop
         scheduler = self.pipe.scheduler
         scheduler.set_timesteps(horizon, device=self.pipe.device)
         named_embeds = encode_prompts(self.pipe, named)
@@ -356,7 +363,8 @@ class RLTrainer:
     def _mixture_loss(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         """Mean squared error between the policy's guided noise prediction under the open prompt
         and the base's under the named one, at one random step of each chosen sample."""
-        at = torch.as_tensor(self.rng.integers(min(self.config.mixture_distill_from_step, len(mixture["timesteps"]) - 1), len(mixture["timesteps"]), len(part)))
+        trained = self.config.mixture_distill_range
+        at = torch.as_tensor(self.rng.integers(trained.start, trained.stop, len(part)))
         latents = mixture["latents"][part, at]
         noise = guided_noise(self.unet, latents, mixture["timesteps"][at], embeds[mixture["rows"][part]], self.negative.expand(len(part), -1, -1),
                              self.config.sampling.guidance_scale)
