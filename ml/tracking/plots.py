@@ -67,7 +67,8 @@ def plot_rl_history(history: list[dict], path: str | Path, title: str) -> Path:
     ppo.plot(steps, [abs(h.get("ratio", 1.0) - 1) for h in history], marker=".", label="|mean ratio - 1|")
     ppo.set(title="PPO statistics", xlabel="iteration", yscale="symlog")
     ppo.legend(fontsize=7)
-    auxiliary = [k for k in AUXILIARY_LOSSES if any(h.get(k) for h in history)]
+    # a loss that is NaN throughout (a diverged run) has no first value to scale by: left out, not a crash
+    auxiliary = [k for k in AUXILIARY_LOSSES if any(np.isfinite(v) and v != 0 for h in history if (v := h.get(k)) is not None)]
     for key in auxiliary:  # scales differ by 100x (distillation ~0.005, pretraining ~0.3): each relative to its first value
         values = np.array([h.get(key, np.nan) for h in history], np.float64)
         first = values[np.flatnonzero(np.isfinite(values) & (values != 0))[0]]
