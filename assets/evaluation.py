@@ -135,7 +135,7 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     """Paired win-rate of RL over base on held-out prompts (never trained on), same seeds, under a
     judge independent of every training reward; ties count half; bootstrap interval over prompts."""
     from ml.diffusion.sampling import generate, images_to_uint8
-    from ml.judge.preference import win_rate_report
+    from ml.judge.preference import judge_scores, win_rate_report
     from ml.tracking.plots import plot_paired_grid, plot_win_rates
 
     started = time.perf_counter()
@@ -151,8 +151,10 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     judge = _judge(catalog_judge, evaluation, set(generation.reward_spec("", prompts)))
     sampling = generation.rl_config().sampling
     images = {name: generate(pipe, list(rows["prompt"]), sampling, evaluation.seed) for name, pipe in (("base", base_pipe), ("rl", rl_pipe))}
-    scores = {name: judge.score(batch, rows) for name, batch in images.items()}
-    figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"])
+    judged = {name: judge_scores(judge, batch, rows) for name, batch in images.items()}
+    scores = {name: score for name, (score, _) in judged.items()}
+    parts = {term: (judged["rl"][1][term], judged["base"][1][term]) for term in judged["rl"][1]}
+    figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"], parts=parts)
     figures.update({"judge": judge.name, "prompt_set": prompt_set, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
     out = Path(storage.uri("evaluation", context.partition_key))
     chart = plot_win_rates(per_prompt, evaluation.min_win_rate, out / "preference_per_prompt.png",

@@ -27,6 +27,7 @@ class CatalogJudge:
     finds the prompted colour (prompts that name no colour get the category term alone)."""
 
     name = "catalog-judge: category CNN on real catalog images + analytic colour reader"
+    part_names = ("category", "colour")
 
     def __init__(self, category_judge, color_reader):
         self.category_judge, self.color_reader = category_judge, color_reader
@@ -62,21 +63,36 @@ class RewardJudge:
         return np.asarray(self.reward(images, list(prompts["prompt"]), [{}] * len(prompts)), np.float64)
 
 
+def judge_scores(judge: Judge, images: torch.Tensor, prompts: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(score per image, each of the score's terms) where the judge is a sum of named terms
+    (`part_names` and `parts`, as CatalogJudge), else (score, {}): a lost pair then says whether
+    the candidate lost the prompt's colour (a whole point) or a little category probability."""
+    if not hasattr(judge, "parts"):
+        return np.asarray(judge.score(images, prompts), np.float64), {}
+    parts = {name: np.asarray(term, np.float64) for name, term in zip(judge.part_names, judge.parts(images, prompts))}
+    return sum(parts.values()), parts
+
+
 def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: float = 1e-6) -> np.ndarray:
     """1 where the candidate's image scores higher, 0 where lower, 0.5 for a tie."""
     diff = np.asarray(candidate, np.float64) - np.asarray(baseline, np.float64)
     return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
 
 
-def win_rate_report(prompts: pd.DataFrame, candidate: np.ndarray, baseline: np.ndarray, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+def win_rate_report(prompts: pd.DataFrame, candidate: np.ndarray, baseline: np.ndarray, seed: int = 0,
+                    parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[dict, pd.DataFrame]:
     """Win-rate with a bootstrap 95% interval that resamples prompts (a prompt's seeds stay
-    together), and the per-prompt breakdown."""
-    table = prompts.assign(candidate=candidate, baseline=baseline, win=paired_wins(candidate, baseline))
+    together), and the per-prompt breakdown. `parts`: the judge's terms as {name: (candidate,
+    baseline)} (judge_scores), reported as means next to the scores."""
+    terms = {f"{name}_{side}": values[i] for name, values in (parts or {}).items() for i, side in enumerate(("candidate", "baseline"))}
+    table = prompts.assign(candidate=candidate, baseline=baseline, win=paired_wins(candidate, baseline), **terms)
     per_prompt = (table.groupby("prompt", sort=True)
                   .agg(suite=("suite", "first"), images=("win", "size"), win_rate=("win", "mean"), ties=("win", lambda w: float((w == 0.5).mean())),
-                       candidate_score=("candidate", "mean"), baseline_score=("baseline", "mean")).reset_index())
+                       candidate_score=("candidate", "mean"), baseline_score=("baseline", "mean"), **{k: (k, "mean") for k in terms})
+                  .reset_index())
     low, high = bootstrap_mean(per_prompt["win_rate"].to_numpy(), seed=seed)
     figures = {"win_rate": float(per_prompt["win_rate"].mean()), "win_rate_ci_low": low, "win_rate_ci_high": high,
                "tie_share": float((table["win"] == 0.5).mean()), "pairs": len(table), "prompts": len(per_prompt),
-               "candidate_score": float(table["candidate"].mean()), "baseline_score": float(table["baseline"].mean())}
+               "candidate_score": float(table["candidate"].mean()), "baseline_score": float(table["baseline"].mean()),
+               **{f"{k}_score": float(table[k].mean()) for k in terms}}
     return figures, per_prompt

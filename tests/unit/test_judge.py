@@ -51,3 +51,29 @@ def test_category_judge_learns_and_round_trips(garments, tmp_path):
     x = to_tensor(images[:64])
     assert torch.allclose(judge.probabilities(x), loaded.probabilities(x)) and loaded.classes == judge.classes
     assert sorted((tmp_path / "judge").iterdir())[0].name == "classifier.json" and (tmp_path / "judge" / "classifier.safetensors").exists()
+
+
+def test_catalog_judge_terms_sum_to_its_score_and_the_report_breaks_them_out(garments):
+    """judge_scores: the category probability plus 1 for the prompted colour read; a candidate
+    drawn in the wrong colour loses a whole point, and the report's colour term says so."""
+    import pandas as pd
+
+    from ml.catalog.demo_world import CATEGORIES as NAMES
+    from ml.judge.classifier import CategoryNet
+    from ml.judge.preference import CatalogJudge, judge_scores, win_rate_report
+
+    images, colors, categories = garments
+    torch.manual_seed(0)
+    judge = CatalogJudge(CategoryJudge(CategoryNet(len(NAMES), 8), sorted(NAMES)), demo_color_reader())
+    rows = pd.DataFrame({"prompt": [f"a {c} {k}" for c, k in zip(colors[:32], categories[:32])], "category": categories[:32],
+                         "color": colors[:32], "suite": "titles"})
+    pixels = torch.from_numpy(images[:32]).permute(0, 3, 1, 2).float() / 255
+    score, parts = judge_scores(judge, pixels, rows)
+    assert set(parts) == {"category", "colour"} and np.allclose(score, parts["category"] + parts["colour"])
+    assert np.allclose(score, judge.score(pixels, rows)) and parts["colour"].mean() >= 0.9
+    recoloured = rows.assign(color=[next(c for c in PALETTE if c != own) for own in rows["color"]])  # every image now shows the wrong colour
+    wrong, wrong_parts = judge_scores(judge, pixels, recoloured)
+    assert (wrong_parts["colour"] == 0).all() and np.allclose(wrong_parts["category"], parts["category"])
+    figures, per_prompt = win_rate_report(rows, wrong, score, parts={k: (wrong_parts[k], parts[k]) for k in parts})
+    assert figures["colour_candidate_score"] == 0 and figures["colour_baseline_score"] == pytest.approx(parts["colour"].mean())
+    assert figures["win_rate"] <= 1 - parts["colour"].mean() + 1e-9 and {"category_candidate", "colour_baseline"} <= set(per_prompt.columns)
