@@ -77,7 +77,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     if generation.generator == "tiny":
         torch.manual_seed(generation.seed)
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
-        train_config = BaseTrainConfig(base_minutes=generation.base_minutes, vae_color_target=generation.vae_color_target, seed=generation.seed)
+        train_config = BaseTrainConfig(base_minutes=generation.base_minutes, vae_color_target=generation.vae_color_target,
+                                       vae_min_color_kept=generation.vae_min_color_kept, seed=generation.seed)
         coloured = items.dropna(subset=["color"]).index.to_numpy()
         captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
         trained, history = train_base(pipe, pixels[coloured], captions, [prompt(None, k) for k in items.loc[coloured, "category"]],
@@ -106,6 +107,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
                                                                      "dagster_run_id": context.run_id}) as run:
         run.log_params({"generator": generation.generator, "base_minutes": generation.base_minutes, "vae_color_target": generation.vae_color_target,
+                        "vae_min_color_kept": generation.vae_min_color_kept,
                         **({"vae_stopped": figures["vae_stopped"]} if "vae_stopped" in figures else {})})
         for h in history:
             run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])

@@ -421,6 +421,13 @@ def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_
                            read_color=lambda images: ["red"] * len(images))  # the target is met, the minimum time is not
     assert (sharpening["vae_stopped"], sharpening["vae_steps"]) == ("steps", 6)
 
+    # the overall share is met at the first check, but a floor per colour is not: the autoencoder keeps training
+    floor = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 0.0, "vae_min_color_kept": 1.01}),
+                      read_color=demo_color_reader().read)
+    assert (floor["vae_stopped"], floor["vae_steps"]) == ("steps", 6) and min(floor["vae_color_kept_by_color"].values()) < 1.01
+    no_floor = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 0.0}), read_color=demo_color_reader().read)
+    assert (no_floor["vae_stopped"], no_floor["vae_steps"]) == ("colour target", 2)
+
     capped = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 1.01}), read_color=demo_color_reader().read)
     assert (capped["vae_stopped"], capped["vae_steps"]) == ("steps", 6)
     assert 0.0 <= capped["vae_color_kept"] <= 1.0
