@@ -51,7 +51,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     from ml.fairness.color_reader import demo_color_reader
     from ml.fairness.parity import bootstrap_gain, per_prompt_parity
     from ml.judge.classifier import CategoryJudge
-    from ml.judge.preference import CatalogJudge, win_rate_report
+    from ml.judge.preference import CatalogJudge, judge_scores, win_rate_report
     from ml.rewards import make_multi_reward
     from ml.rewards.demo import demo_reward_spec
     from ml.diffusion.trainer import RLConfig
@@ -98,9 +98,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
 
     def judged(model) -> tuple[np.ndarray, float]:
-        images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu()
-        category, colour = judge.parts(images, rows)
-        return category + colour, float(colour.mean())
+        score, parts = judge_scores(judge, generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu(), rows)
+        return score, float(parts["colour"].mean())
 
     def parity_of(model) -> tuple[float, float, dict]:
         images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model))
