@@ -74,20 +74,25 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     history: list[dict] = []
     reader = demo_color_reader()
     by_color: dict[str, float] = {}  # the autoencoder's round-trip colour kept, per colour (tiny generator only)
+    by_category: dict[str, float] = {}  # ...and per category
     if generation.generator == "tiny":
         torch.manual_seed(generation.seed)
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
         train_config = BaseTrainConfig(base_minutes=generation.base_minutes, vae_color_target=generation.vae_color_target,
-                                       vae_min_color_kept=generation.vae_min_color_kept, seed=generation.seed)
+                                       vae_min_color_kept=generation.vae_min_color_kept, vae_min_category_kept=generation.vae_min_category_kept,
+                                       seed=generation.seed)
         coloured = items.dropna(subset=["color"]).index.to_numpy()
         captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
         trained, history = train_base(pipe, pixels[coloured], captions, [prompt(None, k) for k in items.loc[coloured, "category"]],
-                                      train_config, reader.read)
+                                      train_config, reader.read, categories=items.loc[coloured, "category"].to_numpy(dtype=object))
         figures.update(trained)
         by_color = trained.get("vae_color_kept_by_color") or {}
+        by_category = trained.get("vae_color_kept_by_category") or {}
         worst = min(by_color, key=by_color.get) if by_color else None
+        worst_category = min(by_category, key=by_category.get) if by_category else None
         context.log.info(f"autoencoder: {trained['vae_steps']} steps in {trained['vae_seconds']:.0f} s, colour kept through a round trip "
-                         f"{trained['vae_color_kept']:.3f}{f' (worst: {worst} {by_color[worst]:.2f})' if worst else ''} "
+                         f"{trained['vae_color_kept']:.3f}{f' (worst: {worst} {by_color[worst]:.2f})' if worst else ''}"
+                         f"{f', worst category {worst_category} {by_category[worst_category]:.2f}' if worst_category else ''} "
                          f"(stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} steps in "
                          f"{trained['unet_minutes']:.1f} min")
     else:
@@ -107,7 +112,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
                                                                      "dagster_run_id": context.run_id}) as run:
         run.log_params({"generator": generation.generator, "base_minutes": generation.base_minutes, "vae_color_target": generation.vae_color_target,
-                        "vae_min_color_kept": generation.vae_min_color_kept,
+                        "vae_min_color_kept": generation.vae_min_color_kept, "vae_min_category_kept": generation.vae_min_category_kept,
                         **({"vae_stopped": figures["vae_stopped"]} if "vae_stopped" in figures else {})})
         for h in history:
             run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])
@@ -115,6 +120,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         run.log_dict(per_category.to_dict("records"), "per_category.json")
         run.log_dict(per_color.to_dict("records"), "per_color.json")
         run.log_metrics({f"vae_color_kept.{c}": v for c, v in by_color.items()})
+        run.log_metrics({f"vae_color_kept_category.{k}": v for k, v in by_category.items()})
         shown = [i * generation.eval_per_prompt for i in range(0, len(pairs), max(1, len(pairs) // 32))][:32]  # one judged sample per pair
         grid = plot_image_grid(images_to_uint8(sample_images[shown]), [f"{c} {k}" for c, k in (pairs[i // generation.eval_per_prompt] for i in shown)],
                                folder.parent / "generator_base_samples.png", "base generator samples (judged)")

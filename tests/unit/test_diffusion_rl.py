@@ -427,6 +427,14 @@ def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_
     assert (floor["vae_stopped"], floor["vae_steps"]) == ("steps", 6) and min(floor["vae_color_kept_by_color"].values()) < 1.01
     no_floor = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 0.0}), read_color=demo_color_reader().read)
     assert (no_floor["vae_stopped"], no_floor["vae_steps"]) == ("colour target", 2)
+    # ...and likewise a floor per category, given the images' categories
+    categories = np.array(["dress", "sandals"] * 20, dtype=object)
+    category_floor = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 0.0, "vae_min_category_kept": 1.01}),
+                               read_color=demo_color_reader().read, categories=categories)
+    assert (category_floor["vae_stopped"], category_floor["vae_steps"]) == ("steps", 6)
+    assert set(category_floor["vae_color_kept_by_category"]) <= {"dress", "sandals"} and category_floor["vae_color_kept_by_category"]
+    assert train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 0.0, "vae_min_category_kept": 1.01}),
+                     read_color=demo_color_reader().read)["vae_stopped"] == "colour target"  # no categories given: no floor
 
     capped = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 1.01}), read_color=demo_color_reader().read)
     assert (capped["vae_stopped"], capped["vae_steps"]) == ("steps", 6)
