@@ -386,6 +386,21 @@ def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
         train_unet(pipe, latents, captions, config, short_captions=short[:3])
 
 
+def test_the_colour_term_weighs_a_thin_garment_like_a_wide_one():
+    """A strap (1/16 of its image inked) and a pullover-like square (whole interior inked): per
+    image the colour term is divided by the inked share, so the strap's few pixels count as much;
+    a blank image is held at the floor share instead of dividing by zero."""
+    from ml.diffusion.train_base import _inverse_area_weights, to_model_range
+
+    images = np.full((3, 16, 16, 3), 255, np.uint8)
+    images[0, :, 7:8] = (30, 30, 30)  # a one-pixel-wide black strap: 16 of 256 pixels
+    images[1, 2:14, 2:14] = (30, 30, 30)  # 144 of 256 pixels
+    weights = _inverse_area_weights(to_model_range(images))
+    assert torch.isclose(weights.mean(), torch.tensor(1.0))
+    assert torch.isclose(weights[0] / weights[1], torch.tensor(144 / 16))
+    assert torch.isclose(weights[2] / weights[1], torch.tensor((144 / 256) / 0.04))  # blank: the floor share, finite
+
+
 def test_colour_whitening_weighs_a_rare_chroma_axis_like_luminance():
     """Garments that differ mostly in darkness and a little in green vs magenta: whitened, both
     axes have the luminance axis's variance, so an error along the rare axis is no longer cheap."""
@@ -442,6 +457,26 @@ def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_
     assert set(capped["vae_color_kept_by_color"]) <= {"red", "blue", "green", "yellow"}  # per colour read on the originals
     assert all(0.0 <= v <= 1.0 for v in capped["vae_color_kept_by_color"].values())
     assert train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"base_minutes": 0.0}))["vae_stopped"] == "time"
+
+
+def test_the_peak_ink_term_adds_to_the_autoencoders_first_loss(tokenizer_dir):
+    """Same weights, batch and posterior draw: the peak-ink term (a squared error) can only add to
+    the first step's loss, and area weighting keeps it finite with a blank image in the batch."""
+    from ml.diffusion.train_base import BaseTrainConfig, train_vae
+
+    pixels = np.concatenate([_garment_pixels(["black", "green"] * 4), np.full((2, 16, 16, 3), 255, np.uint8)])
+    config = BaseTrainConfig(vae_batch_size=10, vae_steps=1, vae_lr=0.0)
+
+    def first_loss(**update) -> float:
+        torch.manual_seed(0)
+        vae = tiny_pipe(tokenizer_dir).vae
+        torch.manual_seed(1)
+        return train_vae(vae, pixels, config.model_copy(update=update))["vae_loss"]
+
+    plain = first_loss()
+    assert first_loss() == pytest.approx(plain)  # the comparison below is not noise
+    assert first_loss(vae_peak_ink_weight=5.0) > plain + 1e-3
+    assert np.isfinite(first_loss(vae_peak_ink_weight=5.0, vae_color_area_weighted=True))
 
 
 def test_the_unet_gets_what_the_autoencoder_leaves_of_the_base_budget(tokenizer_dir):
