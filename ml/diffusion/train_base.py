@@ -29,8 +29,8 @@ class BaseTrainConfig(BaseModel):
     # the generator cannot draw, so the parity ceiling starts here
     vae_min_color_kept: float = 0.0
     # ...and every category (when train_vae is given them) at least this share: a category that is a tenth of the images
-    # hides in the per-colour shares, as sandals did (per colour >= 0.85 while sandals' black kept 0.47, blue 0.67). Without
-    # the two loss options below the sandals' black did not reach 0.9 in 600 steps; measured only with them (0.92)
+    # hides in the per-colour shares, as sandals did (per colour >= 0.85 while sandals' black kept 0.47, blue 0.67). With area
+    # weighting alone the sandals kept 0.89 at 600 steps (black 0.39); measured in demos only with both options below (0.92)
     vae_min_category_kept: float = 0.0
     vae_check_every: int = 100
     vae_check_images: int = 512
