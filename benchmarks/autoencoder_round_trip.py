@@ -22,8 +22,7 @@ def round_trip_table(home: Path, per_category: int, seed: int = 0) -> pd.DataFra
     judge's accuracy on the originals and on the round trips."""
     from ml.catalog.store import labelled_images
     from ml.diffusion.pipeline import load_pipeline
-    from ml.diffusion.sampling import images_to_uint8
-    from ml.diffusion.train_base import _color_kept, to_model_range
+    from ml.diffusion.train_base import color_kept, round_trip
     from ml.fairness.color_reader import demo_color_reader
     from ml.judge.classifier import CategoryJudge, to_tensor
 
@@ -37,9 +36,8 @@ def round_trip_table(home: Path, per_category: int, seed: int = 0) -> pd.DataFra
     rows = []
     for category, group in items.dropna(subset=["color"]).groupby("category"):
         index = rng.choice(group.index.to_numpy(), min(per_category, len(group)), replace=False)
-        kept, by_color, _ = _color_kept(vae, pixels[index], reader.read, group.loc[index, "color"].to_numpy(dtype=object))
-        with torch.no_grad():
-            recon = images_to_uint8((vae.decode(vae.encode(to_model_range(pixels[index])).latent_dist.mode()).sample + 1) / 2)
+        recon = round_trip(vae, pixels[index])
+        kept, by_color, _ = color_kept(reader.read(recon), group.loc[index, "color"].to_numpy(dtype=object))
         truth = judge.index[category]
         accuracy = {name: float((judge.probabilities(to_tensor(images)).argmax(-1).numpy() == truth).mean())
                     for name, images in (("judge_original", pixels[index]), ("judge_round_trip", recon))}

@@ -97,19 +97,26 @@ def _inverse_area_weights(x: torch.Tensor, min_ink: float = 40 / 127.5, floor: f
     return weights / weights.mean()
 
 
-def _color_kept(vae, pixels: np.ndarray, read_color, colors: np.ndarray, categories: np.ndarray | None = None
-                ) -> tuple[float, dict[str, float], dict[str, float]]:
-    """Share of images whose colour reads the same after an encode-decode round trip, overall, per
-    colour and per category (an overall share hides a colour or a category the autoencoder cannot
-    represent)."""
+@torch.no_grad()
+def round_trip(vae, pixels: np.ndarray) -> np.ndarray:
+    """uint8 images -> the same images encoded and decoded (the posterior's mode), uint8; the
+    autoencoder's training mode is left as it was."""
     from ml.diffusion.sampling import images_to_uint8
+
+    training = vae.training
+    vae.eval()
+    recon = vae.decode(vae.encode(to_model_range(pixels)).latent_dist.mode()).sample
+    vae.train(training)
+    return images_to_uint8((recon + 1) / 2)
+
+
+def color_kept(reads, colors: np.ndarray, categories: np.ndarray | None = None) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Share of round trips whose colour read (`reads`) matches the original's (`colors`), overall,
+    per colour and per category (an overall share hides a colour or a category the autoencoder
+    cannot represent)."""
     from ml.fairness.color_reader import NO_READ
 
-    vae.eval()
-    with torch.no_grad():
-        recon = vae.decode(vae.encode(to_model_range(pixels)).latent_dist.mode()).sample
-    vae.train()
-    same = np.asarray(read_color(images_to_uint8((recon + 1) / 2)), dtype=object) == colors
+    same = np.asarray(reads, dtype=object) == colors
     by_color = {str(c): round(float(same[colors == c].mean()), 3) for c in sorted(set(colors.tolist()) - {NO_READ})}
     readable = colors != NO_READ
     by_category = {} if categories is None else \
@@ -141,6 +148,7 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None,
                 stopped = "time"
                 break
             x = to_model_range(pixels[rng.choice(train, min(config.vae_batch_size, len(train)), replace=False)])
+            weights = _inverse_area_weights(x) if config.vae_color_area_weighted else torch.ones(len(x))  # per image, mean 1
             posterior = vae.encode(x).latent_dist
             recon = vae.decode(posterior.sample()).sample
             loss = (recon - x).abs().mean() + ((recon - x) ** 2).mean() + 1e-5 * posterior.kl().mean()
@@ -148,30 +156,24 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None,
                 error = torch.nn.functional.avg_pool2d(recon, 4) - torch.nn.functional.avg_pool2d(x, 4)
                 if whiten is not None:
                     error = error.permute(0, 2, 3, 1) @ whiten
-                per_image = (error**2).flatten(1).mean(dim=1)
-                if config.vae_color_area_weighted:
-                    per_image = per_image * _inverse_area_weights(x)
-                loss = loss + config.vae_color_weight * per_image.mean()
+                loss = loss + config.vae_color_weight * (weights * (error**2).flatten(1).mean(dim=1)).mean()
             if config.vae_peak_ink_weight:
                 peak = torch.nn.functional.max_pool2d(1 - recon, 4) - torch.nn.functional.max_pool2d(1 - x, 4)
-                per_image = (peak**2).flatten(1).mean(dim=1)
-                if config.vae_color_area_weighted:
-                    per_image = per_image * _inverse_area_weights(x)
-                loss = loss + config.vae_peak_ink_weight * per_image.mean()
+                loss = loss + config.vae_peak_ink_weight * (weights * (peak**2).flatten(1).mean(dim=1)).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             step += 1
             bar.update()
             if len(held) and step % config.vae_check_every == 0:
-                kept, by_color, by_category = _color_kept(vae, pixels[held], read_color, held_colors, held_categories)
+                kept, by_color, by_category = color_kept(read_color(round_trip(vae, pixels[held])), held_colors, held_categories)
                 bar.set_postfix(colour_kept=f"{kept:.2f}")
                 if kept >= config.vae_color_target and min(by_color.values(), default=1.0) >= config.vae_min_color_kept \
                         and (not by_category or min(by_category.values()) >= config.vae_min_category_kept) and time.perf_counter() - start >= earliest:
                     stopped = "colour target"
                     break
     if len(held) and (kept is None or step % config.vae_check_every):
-        kept, by_color, by_category = _color_kept(vae, pixels[held], read_color, held_colors, held_categories)
+        kept, by_color, by_category = color_kept(read_color(round_trip(vae, pixels[held])), held_colors, held_categories)
     vae.eval()
     with torch.no_grad():
         sample = to_model_range(pixels[rng.choice(len(pixels), min(1024, len(pixels)), replace=False)])
