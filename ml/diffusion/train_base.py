@@ -62,7 +62,7 @@ class BaseTrainConfig(BaseModel):
     # grey, and the colour reader tells black from grey by its strongest pixels: sandals' black kept 0.39-0.45 with the
     # pooled term alone, 0.67 / 0.88 with this at 400 / 600 steps (sandals overall 0.89 / 0.965; all categories 0.957 / 0.979).
     # Off by default: with it (5.0, area-weighted, category floor 0.92) the round trip kept >= 0.93 in every category, parity
-    # fell 51-61%, but the RL's win-rate fell to 0.67-0.72 in four runs (0.79-0.88 without)
+    # fell 51-61%, but the RL's win-rate was 0.67-0.72 in four runs (0.74-0.88 in five without)
     vae_peak_ink_weight: float = 0.0
     unet_steps: int = 2000
     unet_batch_size: int = 128
