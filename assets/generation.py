@@ -78,7 +78,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     if generation.generator == "tiny":
         torch.manual_seed(generation.seed)
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
-        train_config = BaseTrainConfig(base_minutes=generation.base_minutes, vae_color_target=generation.vae_color_target,
+        train_config = BaseTrainConfig(base_minutes=generation.base_minutes, unet_steps=generation.unet_steps, vae_color_target=generation.vae_color_target,
                                        vae_min_color_kept=generation.vae_min_color_kept, vae_min_category_kept=generation.vae_min_category_kept,
                                        seed=generation.seed)
         coloured = items.dropna(subset=["color"]).index.to_numpy()
@@ -93,8 +93,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         context.log.info(f"autoencoder: {trained['vae_steps']} steps in {trained['vae_seconds']:.0f} s, colour kept through a round trip "
                          f"{trained['vae_color_kept']:.3f}{f' (worst: {worst} {by_color[worst]:.2f})' if worst else ''}"
                          f"{f', worst category {worst_category} {by_category[worst_category]:.2f}' if worst_category else ''} "
-                         f"(stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} steps in "
-                         f"{trained['unet_minutes']:.1f} min")
+                         f"(stopped: {trained['vae_stopped']}); UNet: {trained['unet_steps']} of {generation.unet_steps} steps in "
+                         f"{trained['unet_seconds'] / 60:.1f} of {trained['unet_minutes']:.1f} min")
     else:
         pipe = load_pipeline(generation.generator)
     pipe.save_pretrained(folder)
@@ -111,7 +111,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy
     with mlflow.run(f"generator-base-{context.partition_key}", tags={"stage": "generation", "snapshot": context.partition_key,
                                                                      "dagster_run_id": context.run_id}) as run:
-        run.log_params({"generator": generation.generator, "base_minutes": generation.base_minutes, "vae_color_target": generation.vae_color_target,
+        run.log_params({"generator": generation.generator, "base_minutes": generation.base_minutes, "unet_steps": generation.unet_steps, "vae_color_target": generation.vae_color_target,
                         "vae_min_color_kept": generation.vae_min_color_kept, "vae_min_category_kept": generation.vae_min_category_kept,
                         **({"vae_stopped": figures["vae_stopped"]} if "vae_stopped" in figures else {})})
         for h in history:

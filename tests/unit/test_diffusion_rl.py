@@ -386,6 +386,17 @@ def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
         train_unet(pipe, latents, captions, config, short_captions=short[:3])
 
 
+def test_the_unet_stops_at_its_step_budget_well_inside_its_minutes(tokenizer_dir):
+    """The demo's budget is steps (the minutes only a cap), so a fast machine trains the same
+    UNet sooner instead of a longer-trained one; the cosine schedule ends at the step budget."""
+    from ml.diffusion.train_base import BaseTrainConfig, train_unet
+
+    config = BaseTrainConfig(base_minutes=5.0, unet_steps=50, unet_batch_size=4, warmup_steps=1)
+    history = train_unet(tiny_pipe(tokenizer_dir), torch.randn(8, 4, 8, 8), ["a red dress"] * 8, config)
+    assert history[-1]["step"] == 50 and history[-1]["seconds"] < 60
+    assert history[-1]["lr"] == pytest.approx(0.0, abs=config.unet_lr * 0.01)
+
+
 def test_the_colour_term_weighs_a_thin_garment_like_a_wide_one():
     """A strap (1/16 of its image inked) and a pullover-like square (whole interior inked): per
     image the colour term is divided by the inked share, so the strap's few pixels count as much;
@@ -489,7 +500,7 @@ def test_the_unet_gets_what_the_autoencoder_leaves_of_the_base_budget(tokenizer_
     figures, history = train_base(tiny_pipe(tokenizer_dir), pixels, ["a red dress", "a blue dress"] * 8, ["a dress"] * 16, config,
                                   demo_color_reader().read)
     assert figures["vae_stopped"] == "time" and 1.3 <= figures["vae_seconds"] <= 3
-    assert figures["unet_minutes"] == pytest.approx(0.025, abs=0.001)
+    assert figures["unet_minutes"] == pytest.approx(0.025, abs=0.001) and 0 < figures["unet_seconds"] <= 60 * 0.025 + 2
     assert figures["training_images"] == 16 and figures["unet_steps"] == (history[-1]["step"] if history else 0)
 
 
