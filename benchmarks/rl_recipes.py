@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", default=".shopwindow")
     parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields (the demo's defaults for the rest), plus name")
-    parser.add_argument("--iterations", type=int, default=None, help="default: 300, or 1000 (the demo's cap) with --minutes")
+    parser.add_argument("--iterations", type=int, default=300, help="the demo's step budget (GenerationResource.iterations); --minutes caps it as rl_minutes does")
     parser.add_argument("--minutes", type=float, default=None, help="a time budget (the demo's is 5 minutes on 2 CPU cores)")
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--bias-seeds", type=int, default=128)
@@ -164,8 +164,6 @@ def main() -> None:
             config, fairness_share, reward_settings = resolve_recipe(recipe)
             print(json.dumps({**name, "fairness_share": fairness_share, "rewards": reward_settings, "rl": config.model_dump()}))
         return
-    if args.iterations is None:  # a 300 cap would end a 5-minute, 10-step CPU run at ~3.7 minutes
-        args.iterations = 300 if args.minutes is None else 1000  # the demo's cap: its time budget ends the run first
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
