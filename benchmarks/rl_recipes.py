@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--home", default=".shopwindow")
     parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields (the demo's defaults for the rest), plus name")
     parser.add_argument("--iterations", type=int, default=300, help="the demo's step budget (GenerationResource.iterations); --minutes caps it as rl_minutes does")
-    parser.add_argument("--minutes", type=float, default=None, help="a time budget (the demo's is 5 minutes on 2 CPU cores)")
+    parser.add_argument("--minutes", type=float, default=None, help="a time cap on each recipe's RL (the demo's rl_minutes: 5)")
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--bias-seeds", type=int, default=128)
     parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")

@@ -137,6 +137,10 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None,
     train = order[len(held):]
     held_colors = np.asarray(read_color(pixels[held]), dtype=object) if len(held) else None
     held_categories = np.asarray(categories, dtype=object)[held] if categories is not None and len(held) else None
+
+    def check() -> tuple[float, dict[str, float], dict[str, float]]:  # the held-out images' colour through a round trip
+        return color_kept(read_color(round_trip(vae, pixels[held])), held_colors, held_categories)
+
     whiten = colour_whitening(pixels[rng.choice(train, min(4000, len(train)), replace=False)]) if config.vae_color_whiten and config.vae_color_weight else None
     optimiser = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
     vae.train()
@@ -166,14 +170,14 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None,
             step += 1
             bar.update()
             if len(held) and step % config.vae_check_every == 0:
-                kept, by_color, by_category = color_kept(read_color(round_trip(vae, pixels[held])), held_colors, held_categories)
+                kept, by_color, by_category = check()
                 bar.set_postfix(colour_kept=f"{kept:.2f}")
                 if kept >= config.vae_color_target and min(by_color.values(), default=1.0) >= config.vae_min_color_kept \
                         and (not by_category or min(by_category.values()) >= config.vae_min_category_kept) and time.perf_counter() - start >= earliest:
                     stopped = "colour target"
                     break
     if len(held) and (kept is None or step % config.vae_check_every):
-        kept, by_color, by_category = color_kept(read_color(round_trip(vae, pixels[held])), held_colors, held_categories)
+        kept, by_color, by_category = check()
     vae.eval()
     with torch.no_grad():
         sample = to_model_range(pixels[rng.choice(len(pixels), min(1024, len(pixels)), replace=False)])

@@ -111,9 +111,8 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     # the demo's budgets are steps, the minutes only caps: the base run records its step budget and stays within it
     from orchestration.resources import GenerationResource
 
-    base_run = client.get_run(next(v for v in versions.values() if v.tags["kind"] == "base").run_id).data
-    assert int(base_run.params["unet_steps"]) == GenerationResource().unet_steps
-    assert 0 < base_run.metrics["unet_steps"] <= GenerationResource().unet_steps
+    base_run, budget = client.get_run(next(v for v in versions.values() if v.tags["kind"] == "base").run_id).data, GenerationResource().unet_steps
+    assert int(base_run.params["unet_steps"]) == budget and 0 < base_run.metrics["unet_steps"] <= budget
     assert client.get_model_version_by_alias("shopwindow-generator", "base").tags["kind"] == "base"
     rl_version = next(v for v in versions.values() if v.tags["kind"] == "rl")
     pipe = load_pipeline(str(download_model(f"models:/shopwindow-generator/{rl_version.version}", tracking, tmp_path / "generator")))
