@@ -446,6 +446,12 @@ def test_the_autoencoder_stops_once_held_out_images_keep_their_colour(tokenizer_
     sharpening = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_min_share": 0.5}),
                            read_color=lambda images: ["red"] * len(images))  # the target is met, the minimum time is not
     assert (sharpening["vae_stopped"], sharpening["vae_steps"]) == ("steps", 6)
+    # likewise a minimum step count, until its share of the budget has passed
+    held = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_min_steps": 4}), read_color=lambda images: ["red"] * len(images))
+    assert (held["vae_stopped"], held["vae_steps"]) == ("colour target", 4)
+    waived = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_min_steps": 4, "vae_min_steps_share": 0.0}),
+                       read_color=lambda images: ["red"] * len(images))
+    assert (waived["vae_stopped"], waived["vae_steps"]) == ("colour target", 2)
 
     # the overall share is met at the first check, but a floor per colour is not: the autoencoder keeps training
     floor = train_vae(tiny_pipe(tokenizer_dir).vae, pixels, config.model_copy(update={"vae_color_target": 0.0, "vae_min_color_kept": 1.01}),
