@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.rl_recipes import _manifest
+from benchmarks.demo_state import manifest
 
 
 def round_trip_table(home: Path, per_category: int, seed: int = 0) -> pd.DataFrame:
@@ -26,11 +26,11 @@ def round_trip_table(home: Path, per_category: int, seed: int = 0) -> pd.DataFra
     from ml.fairness.color_reader import demo_color_reader
     from ml.judge.classifier import CategoryJudge, to_tensor
 
-    catalog, attributes = _manifest(home, "catalog_items")["uris"], _manifest(home, "item_attributes")["uris"]
+    catalog, attributes = manifest(home, "catalog_items")["uris"], manifest(home, "item_attributes")["uris"]
     items, pixels = labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"])
     items = items.reset_index(drop=True)
-    vae = load_pipeline(_manifest(home, "base_generator")["uris"]["pipeline"]).vae.eval()
-    judge = CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"])
+    vae = load_pipeline(manifest(home, "base_generator")["uris"]["pipeline"]).vae.eval()
+    judge = CategoryJudge.load(manifest(home, "catalog_judge")["uris"]["judge"])
     reader = demo_color_reader()
     rng = np.random.default_rng(seed)
     rows = []

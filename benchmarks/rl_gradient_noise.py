@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.rl_recipes import _manifest, resolve_recipe
+from benchmarks.demo_state import manifest
+from benchmarks.rl_recipes import resolve_recipe
 
 
 def expected_cosine(grads: np.ndarray, minibatch: int, batch: int) -> float:
@@ -47,11 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     home = Path(args.home)
-    prompts = read_table(_manifest(home, "rl_prompts")["uris"]["prompts"])
+    prompts = read_table(manifest(home, "rl_prompts")["uris"]["prompts"])
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"]) & prompts["split"].isin(["train", "both"])]
     demo, _, reward_settings = resolve_recipe({} if args.parity_weight is None else {"parity_weight": args.parity_weight})
-    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
-    pipe = load_pipeline(_manifest(home, "base_generator")["uris"]["pipeline"])
+    reward = make_multi_reward(demo_reward_spec(manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
+    pipe = load_pipeline(manifest(home, "base_generator")["uris"]["pipeline"])
     config = demo.model_copy(update={"prompts_per_iteration": args.prompts, "samples_per_prompt": args.samples, "finetune": "lora", "lr": 0.0,
                                      "seed": args.seed, "sampling": demo.sampling.model_copy(update={"num_inference_steps": args.steps})})
     trainer = RLTrainer(pipe, reward, list(prompts["prompt"]), prompt_metadata(prompts), config)

@@ -18,12 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-
-def _manifest(home: Path, asset: str) -> dict:
-    files = sorted((home / "data" / "manifests" / asset).glob("*"))
-    if not files:
-        raise SystemExit(f"{home} has no {asset} manifest: run `make demo` (or point --home at a demo state)")
-    return json.loads(files[-1].read_text())
+from benchmarks.demo_state import manifest
 
 
 def resolve_recipe(settings: dict):
@@ -67,10 +62,10 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
         config, fairness_share, reward_settings = resolve_recipe(recipe)
     stops = sorted({i for i in (measure_at or []) if 0 < i < iterations} | {iterations})
     config = config.model_copy(update={"iterations": stops[0], "max_minutes": minutes or 1e9})
-    pipe_folder = _manifest(home, "base_generator")["uris"]["pipeline"]
+    pipe_folder = manifest(home, "base_generator")["uris"]["pipeline"]
     pipe = load_pipeline(pipe_folder).to(device)
     base = load_pipeline(pipe_folder).to(device)
-    uri = _manifest(home, "rl_prompts")["uris"]["prompts"]
+    uri = manifest(home, "rl_prompts")["uris"]["prompts"]
     prompts = pd.read_json(uri, orient="records") if uri.endswith(".json") else read_table(uri)  # JSON: machines without pyarrow
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"])]
     train = prompts[prompts["split"].isin(["train", "both"])]
@@ -78,13 +73,13 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     if held_titles.empty:
         raise SystemExit(f"{home}: rl_prompts has no held-out title prompts; use a full demo state")
     fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
-    reward = make_multi_reward(demo_reward_spec(_manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
+    reward = make_multi_reward(demo_reward_spec(manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
     pretrain = None
     if config.pretrain_weight > 0:  # as rl_generator does: real catalog images with their captions
         from ml.catalog.store import labelled_images
         from ml.diffusion.trainer import PretrainData
 
-        catalog, attributes = _manifest(home, "catalog_items")["uris"], _manifest(home, "item_attributes")["uris"]
+        catalog, attributes = manifest(home, "catalog_items")["uris"], manifest(home, "item_attributes")["uris"]
         pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]))
     weights = suite_draw_weights(train["suite"], None if fairness_share is None else {"fairness": fairness_share})
     trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=weights, pretrain=pretrain)
@@ -93,7 +88,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     eval_meta = [m for m in prompt_metadata(held) for _ in range(reward_seeds)]
     before, before_parts, _ = evaluate_rewards(base, reward, eval_prompts, eval_meta, config.sampling, 1234)
     reader = demo_color_reader()
-    judge = CatalogJudge(CategoryJudge.load(_manifest(home, "catalog_judge")["uris"]["judge"]), reader)  # held-out titles all name a colour
+    judge = CatalogJudge(CategoryJudge.load(manifest(home, "catalog_judge")["uris"]["judge"]), reader)  # held-out titles all name a colour
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
 
@@ -147,7 +142,7 @@ def main() -> None:
     parser.add_argument("--home", default=".shopwindow")
     parser.add_argument("--recipe", action="append", default=[], help="JSON: GenerationResource fields (the demo's defaults for the rest), plus name")
     parser.add_argument("--iterations", type=int, default=300, help="the demo's step budget (GenerationResource.iterations); --minutes caps it as rl_minutes does")
-    parser.add_argument("--minutes", type=float, default=None, help="a time cap on each recipe's RL (the demo's rl_minutes: 5)")
+    parser.add_argument("--minutes", type=float, default=None, help="a time cap on each recipe's RL (the demo's rl_minutes: 6)")
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--bias-seeds", type=int, default=128)
     parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")
