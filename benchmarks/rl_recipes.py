@@ -120,7 +120,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
         after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
         rl_scores, rl_colour = judged(trainer.unet)
-        preference, _ = win_rate_report(rows, rl_scores, base_scores)
+        preference, per_prompt = win_rate_report(rows, rl_scores, base_scores)
         rl_parity = parity_of(trainer.unet)
         yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
                "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
@@ -134,6 +134,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                "parity_base": round(base_parity[0], 3), "parity_rl": round(rl_parity[0], 3),
                "no_read_base": round(base_parity[1], 3), "no_read_rl": round(rl_parity[1], 3),
                "parity_per_prompt": {p: {"base": base_parity[2][p], "rl": rl_parity[2][p]} for p in rl_parity[2]},
+               "win_per_prompt": {p: round(float(w), 3) for p, w in zip(per_prompt["prompt"], per_prompt["win_rate"])},
                "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe}
 
 
