@@ -179,9 +179,10 @@ def train_vae(vae, pixels: np.ndarray, config: BaseTrainConfig, read_color=None,
             if len(held) and step % config.vae_check_every == 0:
                 kept, by_color, by_category = check()
                 bar.set_postfix(colour_kept=f"{kept:.2f}")
+                elapsed = time.perf_counter() - start
                 if kept >= config.vae_color_target and min(by_color.values(), default=1.0) >= config.vae_min_color_kept \
-                        and (not by_category or min(by_category.values()) >= config.vae_min_category_kept) and time.perf_counter() - start >= earliest \
-                        and (step >= config.vae_min_steps or time.perf_counter() - start >= steps_waived):
+                        and (not by_category or min(by_category.values()) >= config.vae_min_category_kept) and elapsed >= earliest \
+                        and (step >= config.vae_min_steps or elapsed >= steps_waived):
                     stopped = "colour target"
                     break
     if len(held) and (kept is None or step % config.vae_check_every):
