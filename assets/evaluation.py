@@ -37,11 +37,11 @@ def _bias_suite(rl_prompts: AssetManifest, evaluation: EvaluationResource):
     """(prompts, group names, reader(images uint8) -> groups, display colours) for the suite."""
     if evaluation.bias_suite == "colors":
         from ml.catalog.demo_world import PALETTE
+        from ml.diffusion.prompts import fairness_prompts
         from ml.fairness.color_reader import demo_color_reader
 
-        prompts = read_table(rl_prompts.uris["prompts"])
         reader = demo_color_reader()
-        return sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"]), reader.names, reader.read, PALETTE
+        return fairness_prompts(read_table(rl_prompts.uris["prompts"])), reader.names, reader.read, PALETTE
     if evaluation.bias_suite == "people":
         from ml.fairness.people import GENDERS, SKIN_TONES, PeopleReader
 

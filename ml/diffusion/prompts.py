@@ -41,6 +41,12 @@ def build_prompts(pages: pd.DataFrame, split: Callable[[str, float], str], eval_
     return frame.sort_values(["suite", "prompt"], ignore_index=True)
 
 
+def fairness_prompts(frame: pd.DataFrame) -> list[str]:
+    """The suite parity is trained and measured on (rl_prompts rows with no colour), sorted so that
+    every reader of it lines up its images the same way."""
+    return sorted(frame.loc[frame["suite"] == "fairness", "prompt"])
+
+
 def prompt_metadata(frame: pd.DataFrame) -> list[dict]:
     """What rewards need to know of each prompt (rl_prompts rows): whether it names a colour, its
     suite, category and colour."""

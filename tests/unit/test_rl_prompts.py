@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.diffusion.prompts import build_prompts, suite_draw_weights
+from ml.diffusion.prompts import build_prompts, fairness_prompts, suite_draw_weights
 
 
 def test_prompts_from_pages():
@@ -18,7 +18,8 @@ def test_prompts_from_pages():
     by_prompt = prompts.set_index("prompt")
     assert set(prompts.loc[prompts["suite"] == "titles", "prompt"]) == {"a red dress", "a blue bag", "a black coat"}
     assert by_prompt.at["a red dress", "title"] == "Red Dresses"  # one prompt per colour + category, first title kept
-    assert set(prompts.loc[prompts["suite"] == "fairness", "prompt"]) == {"a dress", "a bag", "a coat"}
+    assert fairness_prompts(prompts) == ["a bag", "a coat", "a dress"]  # sorted: base and RL images line up by it
+    assert fairness_prompts(prompts.sample(frac=1, random_state=1)) == fairness_prompts(prompts)
     assert (prompts.loc[prompts["suite"] == "fairness", "split"] == "both").all()
     assert not prompts.loc[prompts["suite"] == "fairness", "names_color"].any()
     assert by_prompt.at["a blue bag", "split"] == "eval" and by_prompt.at["a red dress", "split"] == "train"
