@@ -87,6 +87,8 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
                "parity_ratio": float(rl_d.mean() / max(base_d.mean(), 1e-12)), "parity_ratio_ci_low": ratio_low, "parity_ratio_ci_high": ratio_high,
                "parity_floor": float(np.sqrt((1 - 1 / len(groups)) / evaluation.bias_samples_per_prompt)), "seconds": 0.0}
     figures["parity_reduction"] = 1 - figures["parity_ratio"]
+    # reported beside the gated figure: what the cut is with the n-image sampling bias taken out
+    figures["parity_reduction_debiased"] = 1 - figures["parity_distance_debiased_rl"] / max(figures["parity_distance_debiased_base"], 1e-12)
     figures = {k.replace("parity_distance", "parity"): v for k, v in figures.items()}
     out = Path(storage.uri("evaluation", context.partition_key))
     chart = plot_group_shares(tables["base"], tables["rl"], groups, out / "bias_groups.png",
@@ -94,8 +96,8 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
     shown = [i * evaluation.bias_samples_per_prompt + s for i in range(min(evaluation.grid_prompts, len(prompts))) for s in range(2)]
     grid = plot_paired_grid(images["base"][shown], images["rl"][shown], [rows[i].removeprefix("a ") for i in shown], out / "bias_grid.png",
                             "same prompt, same seed: base (top) vs RL (bottom)")
-    per_prompt = tables["base"][["prompt", "parity_distance", "entropy", "no_read"]].merge(
-        tables["rl"][["prompt", "parity_distance", "entropy", "no_read"]], on="prompt", suffixes=("_base", "_rl"))
+    columns = ["prompt", "parity_distance", "parity_distance_debiased", "entropy", "no_read"]
+    per_prompt = tables["base"][columns].merge(tables["rl"][columns], on="prompt", suffixes=("_base", "_rl"))
     figures["seconds"] = round(time.perf_counter() - started, 1)
     with mlflow.run(f"evaluation-bias-{context.partition_key}", tags={"stage": "evaluation", "snapshot": context.partition_key,
                                                                       "candidate_version": version, "dagster_run_id": context.run_id}) as run:
@@ -106,7 +108,8 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
     storage.update_summary({"evaluation": {"parity_base": round(figures["parity_base"], 4), "parity_rl": round(figures["parity_rl"], 4),
                                            "no_read_base": round(figures["no_read_base"], 4), "no_read_rl": round(figures["no_read_rl"], 4)}})
     context.log.info(f"parity distance base {figures['parity_base']:.3f} -> RL {figures['parity_rl']:.3f} "
-                     f"({100 * figures['parity_reduction']:.0f}% lower); no-read {figures['no_read_base']:.3f} -> {figures['no_read_rl']:.3f}")
+                     f"({100 * figures['parity_reduction']:.0f}% lower; {100 * figures['parity_reduction_debiased']:.0f}% with the "
+                     f"{evaluation.bias_samples_per_prompt}-image sampling bias taken out); no-read {figures['no_read_base']:.3f} -> {figures['no_read_rl']:.3f}")
     return Output(AssetManifest(uris={"groups_chart": str(chart), "grid": str(grid)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "groups_chart": MetadataValue.path(str(chart)),
                             "grid": MetadataValue.path(str(grid)), "per_prompt": markdown_table(per_prompt.round(3)), "mlflow_run": MetadataValue.url(run.url)})
@@ -199,7 +202,7 @@ def registry_gate(context: AssetExecutionContext, preference_eval: AssetManifest
         raise ValueError(f"bias_report evaluated version {bias_report.figures['candidate_version']} but preference_eval version {version}: rerun both")
     client = registry_client(mlflow.tracking_uri)
     tags = {f"eval.{k}": round(float(v), 4) for k, v in {**preference_eval.figures, **bias_report.figures}.items()
-            if k in ("win_rate", "win_rate_ci_low", "parity_base", "parity_rl", "parity_reduction", "no_read_base", "no_read_rl")}
+            if k in ("win_rate", "win_rate_ci_low", "parity_base", "parity_rl", "parity_reduction", "parity_reduction_debiased", "no_read_base", "no_read_rl")}
     alias = record_verdict(client, generation.registered_name, version, passed, tags | {"eval.judge": preference_eval.figures["judge"]})
     champion = alias_version(client, generation.registered_name, "champion")
     storage.update_summary({"evaluation": {"champion_version": champion if passed else None}})

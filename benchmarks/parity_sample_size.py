@@ -3,7 +3,8 @@ n images is biased up (its square by (1 - sum of squared shares) / n), more in p
 RL's near-even colour mix than for the base's skewed one, so few images understate RL's cut.
 Draws n images per fairness prompt from the base and the RL generator of a demo state (the
 evaluation's sampler and seed), then reports parity at n and on each disjoint slice of `--slice`
-images: the slices' spread is what one draw of that size moves the figure by.
+images: the slices' spread is what one draw of that size moves the figure by. The same with the
+sampling bias taken out (`parity_distance_debiased`): its slices should agree with the full draw.
 
     python -m benchmarks.parity_sample_size --home .shopwindow --images 512 --slice 128
 """
@@ -23,6 +24,7 @@ from benchmarks.demo_state import manifest
 def parity_by_sample_size(home: Path, images: int, slice_size: int) -> dict:
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.prompts import fairness_prompts
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.fairness.color_reader import demo_color_reader
     from ml.fairness.parity import per_prompt_parity
@@ -30,8 +32,7 @@ def parity_by_sample_size(home: Path, images: int, slice_size: int) -> dict:
 
     if images % slice_size:
         raise SystemExit(f"--images {images} is not a whole number of --slice {slice_size} slices")
-    prompts = read_table(manifest(home, "rl_prompts")["uris"]["prompts"])
-    fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
+    fairness = fairness_prompts(read_table(manifest(home, "rl_prompts")["uris"]["prompts"]))
     reader = demo_color_reader()
     sampling, seed = GenerationResource().rl_config().sampling, EvaluationResource().seed
     rows = [p for p in fairness for _ in range(images)]
@@ -42,12 +43,13 @@ def parity_by_sample_size(home: Path, images: int, slice_size: int) -> dict:
         started = time.perf_counter()
         groups = reader.read(images_to_uint8(generate(load_pipeline(folder), rows, sampling, seed)))
         reads = pd.DataFrame({"prompt": rows, "group": groups, "slice": slice_of})
-        out[f"parity_{name}"] = round(float(per_prompt_parity(reads, reader.names)["parity_distance"].mean()), 4)
-        out[f"parity_{name}_slices"] = [round(float(per_prompt_parity(part, reader.names)["parity_distance"].mean()), 4)
-                                        for _, part in reads.groupby("slice")]
+        for column, label in (("parity_distance", "parity"), ("parity_distance_debiased", "debiased")):
+            out[f"{label}_{name}"] = round(float(per_prompt_parity(reads, reader.names)[column].mean()), 4)
+            out[f"{label}_{name}_slices"] = [round(float(per_prompt_parity(part, reader.names)[column].mean()), 4) for _, part in reads.groupby("slice")]
         out[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
-    out["reduction"] = round(1 - out["parity_rl"] / out["parity_base"], 3)
-    out["reduction_slices"] = [round(1 - r / b, 3) for b, r in zip(out["parity_base_slices"], out["parity_rl_slices"])]
+    for label, prefix in (("parity", ""), ("debiased", "debiased_")):
+        out[f"{prefix}reduction"] = round(1 - out[f"{label}_rl"] / out[f"{label}_base"], 3)
+        out[f"{prefix}reduction_slices"] = [round(1 - r / b, 3) for b, r in zip(out[f"{label}_base_slices"], out[f"{label}_rl_slices"])]
     return out
 
 

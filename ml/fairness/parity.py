@@ -25,6 +25,17 @@ def parity_distance(distribution: np.ndarray) -> float:
     return float(np.linalg.norm(distribution - 1.0 / len(distribution)))
 
 
+def parity_distance_debiased(distribution: np.ndarray, n: int) -> float:
+    """The parity distance with the sampling bias of its square taken out: measured on n images,
+    the squared distance overstates the model's by (1 - sum of squared shares) / n, which weighs
+    most on a near-even mix (n = 128, 8 groups: an exactly even model still reads ~0.08). Unbiased
+    for the square ((n * sum p^2 - 1) / (n - 1) - 1/K), then its root, floored at 0."""
+    if n < 2:
+        return float("nan")
+    square = (n * float(np.sum(distribution**2)) - 1) / (n - 1) - 1.0 / len(distribution)
+    return float(np.sqrt(max(square, 0.0)))
+
+
 def normalised_entropy(distribution: np.ndarray) -> float:
     """Shannon entropy over log K: 1 is uniform, 0 is one group."""
     p = distribution[distribution > 0]
@@ -38,8 +49,10 @@ def per_prompt_parity(reads: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for prompt, frame in reads.groupby("prompt", sort=True):
         dist = group_distribution(frame["group"].to_numpy(), names)
         no_read = float((frame["group"] == NO_READ).mean())
+        read = int((frame["group"] != NO_READ).sum())
         rows.append({"prompt": prompt, "images": len(frame), "no_read": no_read,
                      "parity_distance": parity_distance(dist) if not np.isnan(dist).any() else np.nan,
+                     "parity_distance_debiased": parity_distance_debiased(dist, read) if not np.isnan(dist).any() else np.nan,
                      "entropy": normalised_entropy(dist) if not np.isnan(dist).any() else np.nan,
                      **{f"share.{n}": float(s) for n, s in zip(names, dist)}})
     return pd.DataFrame(rows)
@@ -65,7 +78,7 @@ def bootstrap_gain(before: np.ndarray, after: np.ndarray, prompts) -> tuple[floa
 def parity_summary(table: pd.DataFrame, seed: int = 0) -> dict[str, float]:
     """Means over prompts with bootstrap intervals, from `per_prompt_parity`."""
     out: dict[str, float] = {}
-    for column in ("parity_distance", "entropy", "no_read"):
+    for column in ("parity_distance", "parity_distance_debiased", "entropy", "no_read"):
         low, high = bootstrap_mean(table[column].to_numpy(), seed=seed)
         out.update({column: float(table[column].mean()), f"{column}_ci_low": low, f"{column}_ci_high": high})
     return out

@@ -7,7 +7,8 @@ import pytest
 from skimage import data
 
 from ml.fairness.color_reader import NO_READ
-from ml.fairness.parity import bootstrap_gain, bootstrap_mean, group_distribution, normalised_entropy, parity_distance, per_prompt_parity
+from ml.fairness.parity import (bootstrap_gain, bootstrap_mean, group_distribution, normalised_entropy, parity_distance,
+                                parity_distance_debiased, per_prompt_parity)
 from ml.fairness.people import SKIN_TONES, PeopleReader, ita_group, skin_ita
 
 
@@ -71,6 +72,22 @@ def test_parity_statistics():
     assert table.loc["q", "no_read"] == pytest.approx(0.25)
     low, high = bootstrap_mean(np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
     assert 0.1 <= low < 0.3 < high <= 0.5
+
+
+def test_debiased_parity_takes_out_the_sampling_bias_that_inflates_a_near_even_mix():
+    rng = np.random.default_rng(0)
+    for truth in (np.full(8, 1 / 8), np.array([0.3, 0.2, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05])):
+        draws = rng.multinomial(128, truth, size=4000) / 128
+        plain = np.array([parity_distance(d) for d in draws])
+        debiased = np.array([parity_distance_debiased(d, 128) for d in draws])
+        squares = np.array([(128 * (d**2).sum() - 1) / 127 - 1 / 8 for d in draws])
+        assert squares.mean() == pytest.approx(parity_distance(truth) ** 2, abs=2e-3)  # the square is unbiased
+        assert abs(np.median(debiased) - parity_distance(truth)) < abs(np.median(plain) - parity_distance(truth))
+        assert np.median(plain) > parity_distance(truth)  # 128 images overstate both, the even mix by ~0.08 from 0
+    assert parity_distance_debiased(np.array([1.0, 0, 0, 0]), 50) == pytest.approx(np.sqrt(1 - 1 / 4), rel=0.02)
+    assert np.isnan(parity_distance_debiased(np.array([1.0, 0]), 1))
+    table = per_prompt_parity(pd.DataFrame({"prompt": ["p"] * 4, "group": ["a", "b", "c", "d"]}), ["a", "b", "c", "d"])
+    assert table.loc[0, "parity_distance_debiased"] == 0.0  # an exactly even draw is floored at 0, not a negative root
 
 
 def test_bootstrap_gain_resamples_prompts_not_samples():
