@@ -3,6 +3,8 @@ same base generator for the same number of iterations, then is measured the way 
 evaluation assets measure it: total reward on held-out prompts, paired win-rate under the
 catalog judge, and colour parity on the fairness suite. Runs on CPU (slow) or a GPU.
 A recipe with both rewards weighted 0 is the control: what the pretraining term alone does.
+A recipe's `leave_out` ({"category": [...], "color": [...]}) drops the training titles with any of
+those categories or colours: which trained titles move a held-out prompt.
 
     python -m benchmarks.rl_recipes --home .shopwindow --iterations 300 \
         --recipe '{"name": "default"}' --recipe '{"name": "lr3e-3", "lr": 3e-3}' \
@@ -40,7 +42,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     run giving a curve of the figures against RL iterations."""
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
-    from ml.diffusion.prompts import prompt_metadata, suite_draw_weights
+    from ml.diffusion.prompts import fairness_prompts, prompt_metadata, suite_draw_weights
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.diffusion.trainer import RLTrainer, evaluate_rewards
     from ml.fairness.color_reader import demo_color_reader
@@ -53,6 +55,9 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
     recipe = dict(recipe)
     name = recipe.pop("name", "recipe")
+    leave_out = recipe.pop("leave_out", {})
+    if set(leave_out) - {"category", "color"}:
+        raise SystemExit(f"recipe {name!r}: leave_out takes 'category' and 'color' lists, not {sorted(set(leave_out) - {'category', 'color'})}")
     torch.manual_seed(0)
     if "rl" in recipe:  # written by --resolve, with the draw share beside it (none: each suite equally)
         if "rewards" not in recipe:
@@ -69,10 +74,14 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     prompts = pd.read_json(uri, orient="records") if uri.endswith(".json") else read_table(uri)  # JSON: machines without pyarrow
     prompts = prompts[prompts["suite"].isin(["titles", "fairness"])]
     train = prompts[prompts["split"].isin(["train", "both"])]
+    left_out = (train["suite"] == "titles") & (train["category"].isin(leave_out.get("category", [])) | train["color"].isin(leave_out.get("color", [])))
+    if leave_out and not left_out.any():
+        raise SystemExit(f"recipe {name!r}: leave_out {leave_out} matches no training title")
+    train = train[~left_out]
     held_titles = prompts[(prompts["split"] == "eval") & (prompts["suite"] == "titles")]
     if held_titles.empty:
         raise SystemExit(f"{home}: rl_prompts has no held-out title prompts; use a full demo state")
-    fairness = sorted(prompts.loc[prompts["suite"] == "fairness", "prompt"])
+    fairness = fairness_prompts(prompts)
     reward = make_multi_reward(demo_reward_spec(manifest(home, "dual_encoder")["uris"]["model"], prompts, **reward_settings))
     pretrain = None
     if config.pretrain_weight > 0:  # as rl_generator does: real catalog images with their captions
@@ -92,9 +101,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
 
-    def judged(model) -> tuple[np.ndarray, float]:
-        score, parts = judge_scores(judge, generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu(), rows)
-        return score, float(parts["colour"].mean())
+    def judged(model) -> tuple[np.ndarray, dict]:
+        return judge_scores(judge, generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu(), rows)
 
     def parity_of(model) -> tuple[float, float, dict]:
         images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model))
@@ -104,7 +112,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                       for p, d in zip(table["prompt"], table["parity_distance"])}
         return float(table["parity_distance"].mean()), float(table["no_read"].mean()), per_prompt
 
-    base_scores, base_colour = judged(base.unet)
+    base_scores, base_parts = judged(base.unet)
     base_parity = parity_of(base.unet)
     seconds = 0.0
     for stop in stops:
@@ -119,8 +127,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
             save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
         after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
-        rl_scores, rl_colour = judged(trainer.unet)
-        preference, per_prompt = win_rate_report(rows, rl_scores, base_scores)
+        rl_scores, rl_parts = judged(trainer.unet)
+        preference, per_prompt = win_rate_report(rows, rl_scores, base_scores, parts={k: (rl_parts[k], base_parts[k]) for k in rl_parts})
         rl_parity = parity_of(trainer.unet)
         yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
                "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
@@ -128,14 +136,18 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
                "win_rate": round(preference["win_rate"], 3), "win_ci": [round(preference["win_rate_ci_low"], 3), round(preference["win_rate_ci_high"], 3)],
                "judge_base": round(preference["baseline_score"], 4), "judge_rl": round(preference["candidate_score"], 4),
-               "judge_colour_base": round(base_colour, 3), "judge_colour_rl": round(rl_colour, 3),
+               "judge_colour_base": round(float(base_parts["colour"].mean()), 3), "judge_colour_rl": round(float(rl_parts["colour"].mean()), 3),
                **{f"{k}_before": round(float(v.mean()), 4) for k, v in before_parts.items()},
                **{f"{k}_after": round(float(v.mean()), 4) for k, v in after_parts.items()},
                "parity_base": round(base_parity[0], 3), "parity_rl": round(rl_parity[0], 3),
                "no_read_base": round(base_parity[1], 3), "no_read_rl": round(rl_parity[1], 3),
                "parity_per_prompt": {p: {"base": base_parity[2][p], "rl": rl_parity[2][p]} for p in rl_parity[2]},
                "win_per_prompt": {p: round(float(w), 3) for p, w in zip(per_prompt["prompt"], per_prompt["win_rate"])},
-               "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe}
+               # where a prompt was lost: its colour (read 1 or 0 per image) or a little category probability
+               "judge_per_prompt": {r["prompt"]: {part: [round(float(r[f"{part}_baseline"]), 3), round(float(r[f"{part}_candidate"]), 3)] for part in rl_parts}
+                                    for _, r in per_prompt.iterrows()},
+               "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe,
+               "left_out": sorted(prompts.loc[left_out[left_out].index, "prompt"])}
 
 
 def main() -> None:
