@@ -43,9 +43,10 @@ def parity_by_sample_size(home: Path, images: int, slice_size: int) -> dict:
         started = time.perf_counter()
         groups = reader.read(images_to_uint8(generate(load_pipeline(folder), rows, sampling, seed)))
         reads = pd.DataFrame({"prompt": rows, "group": groups, "slice": slice_of})
+        whole, slices = per_prompt_parity(reads, reader.names), [per_prompt_parity(part, reader.names) for _, part in reads.groupby("slice")]
         for column, label in (("parity_distance", "parity"), ("parity_distance_debiased", "debiased")):
-            out[f"{label}_{name}"] = round(float(per_prompt_parity(reads, reader.names)[column].mean()), 4)
-            out[f"{label}_{name}_slices"] = [round(float(per_prompt_parity(part, reader.names)[column].mean()), 4) for _, part in reads.groupby("slice")]
+            out[f"{label}_{name}"] = round(float(whole[column].mean()), 4)
+            out[f"{label}_{name}_slices"] = [round(float(table[column].mean()), 4) for table in slices]
         out[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
     for label, prefix in (("parity", ""), ("debiased", "debiased_")):
         out[f"{prefix}reduction"] = round(1 - out[f"{label}_rl"] / out[f"{label}_base"], 3)
