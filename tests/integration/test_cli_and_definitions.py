@@ -130,13 +130,12 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert float(rl_version.tags["eval.win_rate"]) == pytest.approx(evaluation["win_rate"], abs=1e-4)
     assert evaluation["champion_version"] == (rl_version.version if verdict == "champion" else None)
     assert (home / "data" / "evaluation").exists() and list((home / "data" / "evaluation").rglob("bias_groups.png"))
-    preference_run = client.search_runs([client.get_experiment_by_name("shopwindow-demo").experiment_id],
-                                        "attributes.run_name LIKE 'evaluation-preference-%'")[0].data.metrics
+    experiment = client.get_experiment_by_name("shopwindow-demo").experiment_id
+    preference_run = client.search_runs([experiment], "attributes.run_name LIKE 'evaluation-preference-%'")[0].data.metrics
     for side in ("candidate", "baseline"):  # the catalog judge's two terms, which the score is the sum of
         assert 0 <= preference_run[f"colour_{side}_score"] <= 1
         assert preference_run[f"category_{side}_score"] + preference_run[f"colour_{side}_score"] == pytest.approx(preference_run[f"{side}_score"])
-    bias_run = client.search_runs([client.get_experiment_by_name("shopwindow-demo").experiment_id],
-                                  "attributes.run_name LIKE 'evaluation-bias-%'")[0].data.metrics
+    bias_run = client.search_runs([experiment], "attributes.run_name LIKE 'evaluation-bias-%'")[0].data.metrics
     for side in ("base", "rl"):  # taking the sampling bias out can only lower a distance
         assert 0 <= bias_run[f"parity_debiased_{side}"] <= bias_run[f"parity_{side}"]
     assert "eval.parity_reduction_debiased" in rl_version.tags
