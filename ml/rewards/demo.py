@@ -25,9 +25,12 @@ class PromptFidelity:
     name = "prompt_fidelity"
 
     def __init__(self, model: str, scale: float = 1.0, mode: Literal["zero_shot", "cosine"] = "zero_shot",
-                 categories: list[str] | None = None, colors: list[str] | None = None, pathwise_color: bool = True):
+                 categories: list[str] | None = None, colors: list[str] | None = None, pathwise_color: bool = True,
+                 pathwise_hue: bool = True):
         """`pathwise_color`: whether `reward_loss` (the RL trainer's pathwise term) includes the
-        prompted colour's probability; without it only the category's gradient is followed."""
+        prompted colour's probability; without it only the category's gradient is followed.
+        `pathwise_hue`: whether that gradient may change a pixel's hue; without it, only how much ink
+        each pixel carries (see `reward_loss`)."""
         from ml.embedding.factory import Preprocessor, create_dual_encoder
 
         if mode not in ("zero_shot", "cosine"):
@@ -39,7 +42,7 @@ class PromptFidelity:
         self.preprocess = Preprocessor.from_cfg(self.encoder.preprocess_cfg)
         self.scale, self.mode = scale, mode
         self.categories, self.colors = list(categories or []), list(colors or [])
-        self.pathwise_color = pathwise_color
+        self.pathwise_color, self.pathwise_hue = pathwise_color, pathwise_hue
         self.logit_scale = float(self.encoder.model.logit_scale.exp().detach()) if hasattr(self.encoder.model, "logit_scale") else 1.0
         self._texts: dict[str, np.ndarray] = {}
 
@@ -59,9 +62,18 @@ class PromptFidelity:
     def reward_loss(self, images, prompts: list[str], metadata: list[dict]):
         """Minus the mean reward of torch images B x 3 x H x W in [0, 1], differentiable in the
         pixels (the encoder itself stays frozen): the RL trainer's pathwise fidelity term, a
-        gradient for every sample where a policy gradient only compares samples."""
+        gradient for every sample where a policy gradient only compares samples.
+
+        Without `pathwise_hue`, each pixel's ink (1 - rgb) keeps its direction and only its length
+        carries gradient: a garment's shape and shading may change, its colour may not. The
+        encoder's category read leans on colour where the catalog's colours are skewed per category,
+        and that lean otherwise pulls held-out prompts toward their category's common colours."""
         import torch
 
+        if not self.pathwise_hue:
+            ink = 1.0 - images
+            amount = ink.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            images = 1.0 - amount * (ink / amount).detach()
         image = self.encoder.model.encode_image(self.preprocess.normalise(images), normalize=True)
         if not self.pathwise_color:
             metadata = [{**m, "names_color": False} for m in metadata]
@@ -91,13 +103,13 @@ class PromptFidelity:
 
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
                      parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0,
-                     pathwise_fidelity_color: bool = True) -> dict:
+                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
     in one place, GenerationResource (the benchmarks resolve recipes through it)."""
     return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
                                 "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique()),
-                                "pathwise_color": pathwise_fidelity_color},
+                                "pathwise_color": pathwise_fidelity_color, "pathwise_hue": pathwise_fidelity_hue},
             "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
                              "objective": parity_objective, "pathwise_temperature": pathwise_temperature}}

@@ -278,6 +278,24 @@ def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
         make_reward("prompt_fidelity", model=str(folder))
 
 
+def test_fidelity_gradient_without_hue_only_changes_how_much_ink_a_pixel_carries(tmp_path):
+    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
+
+    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
+    meta = [{"names_color": True, "category": "bag", "color": "red"}] * 2
+    cosines, losses = {}, {}
+    for hue in (True, False):
+        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=["red", "blue"], pathwise_hue=hue)
+        image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        loss = fidelity.reward_loss(image, ["a red bag"] * 2, meta)
+        loss.backward()
+        ink = 1 - image.detach()
+        cosines[hue], losses[hue] = (image.grad * ink).sum(1) / (image.grad.norm(dim=1) * ink.norm(dim=1)), float(loss)
+    assert losses[False] == pytest.approx(losses[True], abs=1e-6)  # the same value, only its gradient differs
+    moved = {hue: c[~c.isnan()].abs() for hue, c in cosines.items()}  # pixels the encoder's resize gives a gradient
+    assert moved[False].numel() > 1000 and moved[False].min() > 0.999  # each pixel's gradient lies along its own ink: its hue is held
+    assert moved[True].mean() < 0.9  # with the hue free it does not
+
 def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_read_alike():
     meta = [{"names_color": False}] * 4
     mixed = torch.stack([_garment("red")] * 3 + [_garment("blue")])
