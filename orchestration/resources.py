@@ -227,6 +227,9 @@ class GenerationResource(ConfigurableResource):
     # [0.71, 0.91] / 0.74 against 0.73 / 0.72 with the colour, parity -17% / -9% against -16% / -9%, but the judge's colour hits
     # 0.97 / 0.94 against 1.00 (the policy gradient still rewards the colour; the base draws it 0.98-1.0 of the time)
     pathwise_fidelity_color: bool = False
+    # False: that term's gradient keeps each pixel's hue (only the ink's amount moves), so it cannot pull a held-out prompt off its
+    # colour. On a rebuilt 2026-12-04 state, seed 0: win-rate 0.757 vs 0.743, parity -49% vs -51%; seed 1: 0.830 vs 0.823, -44% vs -43% (README, "Two tries at the colour lean")
+    pathwise_fidelity_hue: bool = True
     # ml.diffusion.trainer.RLConfig: the share of colour-free samples whose first explore_steps steps are steered to a colour they
     # lack. Off: on the 56ad5eb demo state (179 iterations) shares 0.25 / 0.5 with 1-5 steps cut parity 12-16%, the default 15%
     explore_share: float = 0.0
@@ -285,7 +288,7 @@ class GenerationResource(ConfigurableResource):
             terms.append(f"pathwise parity x{self.pathwise_parity_weight} (temperature {self.pathwise_temperature})")
         if self.pathwise_fidelity_weight:
             terms.append(f"pathwise fidelity x{self.pathwise_fidelity_weight}" + (" (titled prompts)" if self.pathwise_fidelity_skip_open else "")
-                         + ("" if self.pathwise_fidelity_color else " (category only)"))
+                         + ("" if self.pathwise_fidelity_color else " (category only)") + ("" if self.pathwise_fidelity_hue else " (hue held)"))
         if self.mixture_distill_weight:
             trained = self.rl_config().mixture_distill_range
             terms.append(f"mixture distillation x{self.mixture_distill_weight} ({self.mixture_distill_groups} colours, "
@@ -296,7 +299,8 @@ class GenerationResource(ConfigurableResource):
         """demo_reward_spec's settings, for the benchmarks that build the reward without Dagster."""
         return {"fidelity_weight": self.fidelity_weight, "fidelity_mode": self.fidelity_mode, "parity_weight": self.parity_weight,
                 "parity_temperature": self.parity_temperature, "parity_memory": self.parity_memory, "parity_objective": self.parity_objective,
-                "pathwise_temperature": self.pathwise_temperature, "pathwise_fidelity_color": self.pathwise_fidelity_color}
+                "pathwise_temperature": self.pathwise_temperature, "pathwise_fidelity_color": self.pathwise_fidelity_color,
+                "pathwise_fidelity_hue": self.pathwise_fidelity_hue}
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig
