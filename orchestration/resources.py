@@ -227,7 +227,7 @@ class GenerationResource(ConfigurableResource):
     # [0.71, 0.91] / 0.74 against 0.73 / 0.72 with the colour, parity -17% / -9% against -16% / -9%, but the judge's colour hits
     # 0.97 / 0.94 against 1.00 (the policy gradient still rewards the colour; the base draws it 0.98-1.0 of the time)
     pathwise_fidelity_color: bool = False
-    # False: that term's gradient keeps each pixel's hue (only the ink's amount moves), so it cannot pull a held-out prompt off its
+    # False: that term's gradient keeps each pixel's hue (only the ink's amount moves), so it does not pull a held-out prompt off its
     # colour. On a rebuilt 2026-12-04 state, seed 0: win-rate 0.757 vs 0.743, parity -49% vs -51%; seed 1: 0.830 vs 0.823, -44% vs -43% (README, "Two tries at the colour lean")
     pathwise_fidelity_hue: bool = True
     # ml.diffusion.trainer.RLConfig: the share of colour-free samples whose first explore_steps steps are steered to a colour they

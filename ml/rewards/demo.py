@@ -65,9 +65,9 @@ class PromptFidelity:
         gradient for every sample where a policy gradient only compares samples.
 
         Without `pathwise_hue`, each pixel's ink (1 - rgb) keeps its direction and only its length
-        carries gradient: a garment's shape and shading may change, its colour may not. The
-        encoder's category read leans on colour where the catalog's colours are skewed per category,
-        and that lean otherwise pulls held-out prompts toward their category's common colours."""
+        carries gradient: a garment's shape and shading may change, its colour (to first order) may
+        not, so the category's gradient cannot pull a held-out prompt toward the colours its
+        category is trained with."""
         import torch
 
         if not self.pathwise_hue:
