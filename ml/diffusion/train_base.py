@@ -270,6 +270,8 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTra
                 bar.total = horizon[0]
             if step % 50 == 0:
                 history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
+    if step and (not history or history[-1]["step"] != step):  # the last step too, wherever the budget ended the loop
+        history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
     unet.load_state_dict(ema.state_dict())
     unet.eval()
     text.eval()

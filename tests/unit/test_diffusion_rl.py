@@ -525,7 +525,8 @@ def test_the_unet_gets_what_the_autoencoder_leaves_of_the_base_budget(tokenizer_
                                   demo_color_reader().read)
     assert figures["vae_stopped"] == "time" and 1.3 <= figures["vae_seconds"] <= 3
     assert figures["unet_minutes"] == pytest.approx(0.025, abs=0.001) and 0 < figures["unet_seconds"] <= 60 * 0.025 + 2
-    assert figures["training_images"] == 16 and figures["unet_steps"] == (history[-1]["step"] if history else 0)
+    # the steps it ran, even when the budget ends it before the 50th (a slow machine once reported 0 here)
+    assert figures["training_images"] == 16 and figures["unet_steps"] == history[-1]["step"] > 0
 
 
 def test_the_pretraining_term_alone_fits_its_catalog_images(tokenizer_dir):
