@@ -290,7 +290,7 @@ def test_fidelity_gradient_without_hue_only_changes_how_much_ink_a_pixel_carries
         loss = fidelity.reward_loss(image, ["a red bag"] * 2, meta)
         loss.backward()
         ink = 1 - image.detach()
-        cosines[hue], losses[hue] = (image.grad * ink).sum(1) / (image.grad.norm(dim=1) * ink.norm(dim=1)), float(loss)
+        cosines[hue], losses[hue] = (image.grad * ink).sum(1) / (image.grad.norm(dim=1) * ink.norm(dim=1)), float(loss.detach())
     assert losses[False] == pytest.approx(losses[True], abs=1e-6)  # the same value, only its gradient differs
     moved = {hue: c[~c.isnan()].abs() for hue, c in cosines.items()}  # pixels the encoder's resize gives a gradient
     assert moved[False].numel() > 1000 and moved[False].min() > 0.999  # each pixel's gradient lies along its own ink: its hue is held
