@@ -240,6 +240,10 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTra
     unet.train()
     text.train()
     history, start, step = [], time.perf_counter(), 0
+
+    def record(loss: torch.Tensor) -> None:
+        history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
+
     generator = torch.Generator().manual_seed(config.seed)
     with tqdm(total=config.unet_steps, desc="train generator", mininterval=2) as bar:
         while step < config.unet_steps and time.perf_counter() - start < 60 * minutes:
@@ -269,9 +273,9 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTra
                 horizon[0] = min(config.unet_steps, int(60 * minutes / pace))
                 bar.total = horizon[0]
             if step % 50 == 0:
-                history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
+                record(loss)
     if step and (not history or history[-1]["step"] != step):  # the last step too, wherever the budget ended the loop
-        history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
+        record(loss)
     unet.load_state_dict(ema.state_dict())
     unet.eval()
     text.eval()
