@@ -129,8 +129,10 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
                                   tags={"snapshot": context.partition_key, "kind": "base", **{f"base_{k}": round(v, 4) for k, v in quality.items() if isinstance(v, float)}},
                                   description="Text-to-image generators: the base model and its RL fine-tuned versions")
     figures.update({"registered_name": generation.registered_name, "version": version, "targets_met": passed, "run_id": run.run_id})
+    steps = {"unet_steps": figures["unet_steps"], "unet_steps_budget": generation.unet_steps,
+             "unet_cut_by_time": figures["unet_steps"] < generation.unet_steps} if "unet_steps" in figures else {}
     storage.update_summary({"generation": {"base_category_accuracy": round(quality["category_accuracy"], 4),
-                                           "base_color_accuracy": round(quality["color_accuracy"], 4)}})
+                                           "base_color_accuracy": round(quality["color_accuracy"], 4), **steps}})
     return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(grid)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool))}, "samples": MetadataValue.path(str(grid)),
                             "per_category": markdown_table(per_category.round(3)), "per_color": markdown_table(per_color.round(3)), "mlflow_run": MetadataValue.url(run.url)})
@@ -144,6 +146,20 @@ def base_generator_quality(base_generator: AssetManifest, generation: Generation
     failing = {k: f"{f[k]:.3f} < {v}" for k, v in targets.items() if not f[k] >= v}
     return AssetCheckResult(passed=not failing, severity=AssetCheckSeverity.ERROR,
                             metadata={**{k: float(f[k]) for k in targets}, "failing": MetadataValue.json(failing)})
+
+
+@asset_check(asset=base_generator, partitions_def=catalog_partitions, blocking=False,
+             description="the UNet ran its whole step budget (unet_steps) before base_minutes ran out; a slower machine gets a "
+                         "shorter-trained base, and the RL recipe and targets were measured on full budgets")
+def base_generator_ran_its_steps(base_generator: AssetManifest, generation: GenerationResource) -> AssetCheckResult:
+    f = base_generator.figures
+    if "unet_steps" not in f:  # a production checkpoint: nothing trained here
+        return AssetCheckResult(passed=True, metadata={"trained_here": False})
+    return AssetCheckResult(passed=f["unet_steps"] >= generation.unet_steps, severity=AssetCheckSeverity.WARN,
+                            metadata={"unet_steps": int(f["unet_steps"]), "unet_steps_budget": generation.unet_steps,
+                                      "unet_minutes": float(f.get("unet_minutes", 0.0)), "base_minutes_cap": generation.base_minutes,
+                                      "autoencoder_stopped": str(f.get("vae_stopped", "")),
+                                      "hint": "raise the cap (SHOPWINDOW_BASE_MINUTES) for a full-budget base on this machine"})
 
 
 def _split(prompt: str, eval_share: float) -> str:
@@ -233,11 +249,12 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
         low, high = bootstrap_gain(before, after, eval_prompts)
         figures = {"reward_start": float(before.mean()), "reward_end": float(after.mean()), "reward_gain": float(after.mean() - before.mean()),
                    "reward_gain_ci_low": low, "reward_gain_ci_high": high, "rl_minutes": round(rl_minutes, 2), "iterations": trainer.iteration,
+                   "iterations_budget": config.iterations,
                    "samples": trainer.iteration * config.batch_size, "finetune": config.finetune,
                    **{f"{name}_start": float(v.mean()) for name, v in before_parts.items()}, **{f"{name}_end": float(v.mean()) for name, v in after_parts.items()},
                    "mean_clipfrac": float(np.mean([h.get("clipfrac", 0.0) for h in history])) if history else 0.0,
                    "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])) if history else 0.0}
-        run.log_metrics({k: v for k, v in figures.items() if isinstance(v, float)})
+        run.log_metrics({k: v for k, v in figures.items() if isinstance(v, float)} | {"iterations": float(trainer.iteration)})  # the budget is the param
         curves = plot_rl_history(history, folder.parent / "rl_curves.png", f"RL {config.finetune}, {trainer.iteration} iterations")
         run.client.log_artifact(run.run_id, str(curves), "plots")
         unet = trainer.accelerator.unwrap_model(trainer.unet)
@@ -253,7 +270,8 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     figures.update({"registered_name": generation.registered_name, "version": version, "run_id": run.run_id})
     storage.update_summary({"generation": {"reward_start": round(figures["reward_start"], 4), "reward_end": round(figures["reward_end"], 4),
                                            "reward_gain_ci_low": round(low, 4), "reward_gain_ci_high": round(high, 4),
-                                           "rl_minutes": figures["rl_minutes"]}})
+                                           "rl_minutes": figures["rl_minutes"], "iterations": trainer.iteration, "iterations_budget": config.iterations,
+                                           "rl_cut_by_time": trainer.iteration < config.iterations}})
     return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(final_grid), "curves": str(curves)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "curves": MetadataValue.path(str(curves)),
                             "samples": MetadataValue.path(str(final_grid)), "mlflow_run": MetadataValue.url(run.url)})
@@ -265,3 +283,15 @@ def rl_reward_improved(rl_generator: AssetManifest) -> AssetCheckResult:
     f = rl_generator.figures
     return AssetCheckResult(passed=f["reward_gain_ci_low"] > 0, severity=AssetCheckSeverity.WARN,
                             metadata={k: float(f[k]) for k in ("reward_start", "reward_end", "reward_gain", "reward_gain_ci_low", "reward_gain_ci_high")})
+
+
+@asset_check(asset=rl_generator, partitions_def=catalog_partitions, blocking=False,
+             description="RL ran its whole step budget (iterations) before rl_minutes ran out; the win-rate and parity targets "
+                         "were measured on full budgets")
+def rl_ran_its_iterations(rl_generator: AssetManifest, generation: GenerationResource) -> AssetCheckResult:
+    f = rl_generator.figures
+    budget = int(f.get("iterations_budget", generation.iterations))  # manifests from before the budget was recorded
+    return AssetCheckResult(passed=f["iterations"] >= budget, severity=AssetCheckSeverity.WARN,
+                            metadata={"iterations": int(f["iterations"]), "iterations_budget": budget,
+                                      "rl_minutes": float(f["rl_minutes"]), "rl_minutes_cap": generation.rl_minutes,
+                                      "hint": "raise the cap (SHOPWINDOW_RL_MINUTES) for a full-budget run on this machine"})

@@ -86,6 +86,14 @@ def cmd_demo(args) -> int:
     summary = update_summary(profile.summary_path, {"demo": {"profile": profile.name, "catalog_build_seconds": round(build_seconds, 1),
                                                             "total_seconds": round(time.perf_counter() - started, 1)}})
     print(f"\nsummary: {profile.summary_path}\n{json.dumps(summary, indent=2)}")
+    generation = summary.get("generation", {})
+    cut = [f"{name} {generation[done]} of {generation[budget]}" for name, done, budget, flag in
+           (("UNet steps", "unet_steps", "unet_steps_budget", "unet_cut_by_time"), ("RL iterations", "iterations", "iterations_budget", "rl_cut_by_time"))
+           if generation.get(flag)]
+    if cut:
+        print(f"\nnote: the time caps cut the generator's step budgets ({', '.join(cut)}): this machine ran slower than the "
+              "budgets assume, so the evaluation's targets may be missed for that reason. SHOPWINDOW_BASE_MINUTES and "
+              "SHOPWINDOW_RL_MINUTES raise the caps.")
     if summary.get("collections", {}).get("gallery"):
         print(f"\nCollections gallery (open in a browser): file://{summary['collections']['gallery']}")
     print("\nOpen the UIs:\n  make ui         Dagster  http://127.0.0.1:3000  (assets, checks, runs, sensors)\n"

@@ -113,8 +113,16 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
 
     base_run, budget = client.get_run(next(v for v in versions.values() if v.tags["kind"] == "base").run_id).data, GenerationResource().unet_steps
     assert int(base_run.params["unet_steps"]) == budget and 0 < base_run.metrics["unet_steps"] <= budget
+    # this test's caps (0.3 and 0.15 minutes) end both budgets early: the summary, the WARN checks and the CLI say so
+    assert generation["unet_steps_budget"] == budget and generation["unet_steps"] == base_run.metrics["unet_steps"] < budget
+    assert generation["unet_cut_by_time"] is True
+    assert generation["rl_cut_by_time"] is True and 0 < generation["iterations"] < generation["iterations_budget"] == GenerationResource().iterations
+    assert "base_generator_ran_its_steps FAILED" in proc.stdout and "rl_ran_its_iterations FAILED" in proc.stdout
+    assert f"RL iterations {generation['iterations']} of {generation['iterations_budget']}" in proc.stdout
     assert client.get_model_version_by_alias("shopwindow-generator", "base").tags["kind"] == "base"
     rl_version = next(v for v in versions.values() if v.tags["kind"] == "rl")
+    rl_run = client.get_run(rl_version.run_id).data
+    assert rl_run.metrics["iterations"] == generation["iterations"] and int(rl_run.params["iterations"]) == generation["iterations_budget"]
     pipe = load_pipeline(str(download_model(f"models:/shopwindow-generator/{rl_version.version}", tracking, tmp_path / "generator")))
     assert len(pipe.tokenizer) == 49408 and not any("lora" in n for n, _ in pipe.unet.named_parameters())
 
