@@ -109,7 +109,9 @@ def load_profile(name: str | None = None, env: dict[str, str] | None = None) -> 
                      **({"titler": "llm", "titler_model": env["SHOPWINDOW_TITLER_MODEL"]} if env.get("SHOPWINDOW_TITLER_MODEL") else {})},
         generation={**_GENERATION[name], **({"generator": env["SHOPWINDOW_GENERATOR"]} if env.get("SHOPWINDOW_GENERATOR") else {}),
                     **_generation_budget(env)},
-        evaluation={**_EVALUATION[name], **({"judge": env["SHOPWINDOW_JUDGE"]} if env.get("SHOPWINDOW_JUDGE") else {})},
+        evaluation={**_EVALUATION[name], **({"judge": env["SHOPWINDOW_JUDGE"]} if env.get("SHOPWINDOW_JUDGE") else {}),
+                    # quick tries and tests: the bias report's images per prompt and model were 72 s of the 600-item test's 231
+                    **({"bias_samples_per_prompt": int(env["SHOPWINDOW_BIAS_SAMPLES"])} if env.get("SHOPWINDOW_BIAS_SAMPLES") else {})},
         attributes={**_ATTRIBUTES[name], **{key: env[var] for key, var in (("vlm_model", "SHOPWINDOW_VLM_MODEL"), ("judge_model", "SHOPWINDOW_JUDGE_MODEL")) if env.get(var)}},
     )
 

@@ -14,7 +14,8 @@ BIN = Path(sys.executable).parent
 
 def _run(args, home, timeout=300):
     env = {**os.environ, "SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_WORKERS": "2",
-           "SHOPWINDOW_BASE_MINUTES": "0.3", "SHOPWINDOW_RL_MINUTES": "0.15"}  # the generator's budgets, shortened for a test
+           "SHOPWINDOW_BASE_MINUTES": "0.3", "SHOPWINDOW_RL_MINUTES": "0.15",  # the generator's budgets, shortened for a test
+           "SHOPWINDOW_BIAS_SAMPLES": "32"}  # ...and the bias report's images per prompt (128: 72 s of the demo test's 231 on a slow day)
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -144,6 +145,7 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
         assert 0 <= preference_run[f"colour_{side}_score"] <= 1
         assert preference_run[f"category_{side}_score"] + preference_run[f"colour_{side}_score"] == pytest.approx(preference_run[f"{side}_score"])
     bias_run = client.search_runs([experiment], "attributes.run_name LIKE 'evaluation-bias-%'")[0].data.metrics
+    assert bias_run["parity_floor"] == pytest.approx((7 / 8 / 32) ** 0.5)  # SHOPWINDOW_BIAS_SAMPLES reached the asset: 32 images of 8 colours
     for side in ("base", "rl"):  # taking the sampling bias out can only lower a distance
         assert 0 <= bias_run[f"parity_debiased_{side}"] <= bias_run[f"parity_{side}"]
     assert "eval.parity_reduction_debiased" in rl_version.tags

@@ -20,6 +20,9 @@ def test_profiles_resolve_from_one_setting(tmp_path):
     assert demo.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
     prod = load_profile(env={"SHOPWINDOW_HOME": str(tmp_path), "SHOPWINDOW_PROFILE": "production", "RAY_ADDRESS": "ray://head:10001"})
     assert prod.ingest.image_size == 224 and prod.compute.backend == "ray" and prod.compute.ray_address == "ray://head:10001"
+    quick = load_profile(env={"SHOPWINDOW_HOME": str(tmp_path), "SHOPWINDOW_BIAS_SAMPLES": "32", "SHOPWINDOW_RL_MINUTES": "0.5"})
+    assert quick.evaluation["bias_samples_per_prompt"] == 32 and quick.generation["rl_minutes"] == 0.5
+    assert "bias_samples_per_prompt" not in demo.evaluation and "rl_minutes" not in demo.generation  # the resources' defaults hold
     with pytest.raises(ValueError, match="SHOPWINDOW_PROFILE='staging'"):
         load_profile(env={"SHOPWINDOW_PROFILE": "staging"})
 
