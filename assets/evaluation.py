@@ -137,8 +137,10 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
                     evaluation: EvaluationResource) -> Output[AssetManifest]:
     """Paired win-rate of RL over base on held-out prompts (never trained on), same seeds, under a
     judge independent of every training reward; ties count half; bootstrap interval over prompts."""
+    import torch
+
     from ml.diffusion.sampling import generate, images_to_uint8
-    from ml.judge.preference import judge_scores, win_rate_report
+    from ml.judge.preference import judge_resolution, judge_scores, win_rate_report
     from ml.tracking.plots import plot_paired_grid, plot_win_rates
 
     started = time.perf_counter()
@@ -158,6 +160,13 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     scores = {name: score for name, (score, _) in judged.items()}
     parts = {term: (judged["rl"][1][term], judged["base"][1][term]) for term in judged["rl"][1]}
     figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"], parts=parts)
+    # beside the gated figure: pairs whose scores differ by less than a one-pixel shift moves them count as ties
+    resolution = judge_resolution(judge, torch.cat([images["base"], images["rl"]]), pd.concat([rows, rows], ignore_index=True))
+    coarse, coarse_per_prompt = win_rate_report(rows, scores["rl"], scores["base"], tie_tolerance=resolution)
+    figures.update({"judge_resolution": resolution, **{k.replace("win_rate", "win_rate_beyond_resolution"): coarse[k]
+                                                        for k in ("win_rate", "win_rate_ci_low", "win_rate_ci_high")},
+                    "tie_share_beyond_resolution": coarse["tie_share"]})
+    per_prompt = per_prompt.assign(win_rate_beyond_resolution=coarse_per_prompt["win_rate"].to_numpy())
     figures.update({"judge": judge.name, "prompt_set": prompt_set, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
     out = Path(storage.uri("evaluation", context.partition_key))
     chart = plot_win_rates(per_prompt, evaluation.min_win_rate, out / "preference_per_prompt.png",
@@ -174,9 +183,11 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
         run.log_dict(per_prompt.to_dict("records"), "preference_per_prompt.json")
         for path in (chart, grid):
             run.client.log_artifact(run.run_id, str(path), "preference")
-    storage.update_summary({"evaluation": {"win_rate": round(figures["win_rate"], 4), "win_rate_ci_low": round(figures["win_rate_ci_low"], 4)}})
+    storage.update_summary({"evaluation": {"win_rate": round(figures["win_rate"], 4), "win_rate_ci_low": round(figures["win_rate_ci_low"], 4),
+                                           "win_rate_beyond_resolution": round(figures["win_rate_beyond_resolution"], 4)}})
     context.log.info(f"RL v{version} wins {figures['win_rate']:.3f} [{figures['win_rate_ci_low']:.3f}, {figures['win_rate_ci_high']:.3f}] "
-                     f"of {figures['pairs']} pairs under {judge.name}")
+                     f"of {figures['pairs']} pairs under {judge.name}; {figures['win_rate_beyond_resolution']:.3f} with differences under the "
+                     f"judge's one-pixel resolution ({resolution:.3f}) as ties")
     return Output(AssetManifest(uris={"chart": str(chart), "grid": str(grid)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "chart": MetadataValue.path(str(chart)),
                             "grid": MetadataValue.path(str(grid)), "per_prompt": markdown_table(per_prompt.round(3)), "mlflow_run": MetadataValue.url(run.url)})
@@ -202,7 +213,8 @@ def registry_gate(context: AssetExecutionContext, preference_eval: AssetManifest
         raise ValueError(f"bias_report evaluated version {bias_report.figures['candidate_version']} but preference_eval version {version}: rerun both")
     client = registry_client(mlflow.tracking_uri)
     tags = {f"eval.{k}": round(float(v), 4) for k, v in {**preference_eval.figures, **bias_report.figures}.items()
-            if k in ("win_rate", "win_rate_ci_low", "parity_base", "parity_rl", "parity_reduction", "parity_reduction_debiased", "no_read_base", "no_read_rl")}
+            if k in ("win_rate", "win_rate_ci_low", "win_rate_beyond_resolution", "parity_base", "parity_rl", "parity_reduction", "parity_reduction_debiased",
+                     "no_read_base", "no_read_rl")}
     alias = record_verdict(client, generation.registered_name, version, passed, tags | {"eval.judge": preference_eval.figures["judge"]})
     champion = alias_version(client, generation.registered_name, "champion")
     storage.update_summary({"evaluation": {"champion_version": champion if passed else None}})

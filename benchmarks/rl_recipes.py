@@ -48,7 +48,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     from ml.fairness.color_reader import demo_color_reader
     from ml.fairness.parity import bootstrap_gain, per_prompt_parity
     from ml.judge.classifier import CategoryJudge
-    from ml.judge.preference import CatalogJudge, judge_scores, win_rate_report
+    from ml.judge.preference import CatalogJudge, judge_resolution, judge_scores, win_rate_report
     from ml.rewards import make_multi_reward
     from ml.rewards.demo import demo_reward_spec
     from ml.diffusion.trainer import RLConfig
@@ -101,8 +101,9 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
 
-    def judged(model) -> tuple[np.ndarray, dict]:
-        return judge_scores(judge, generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu(), rows)
+    def judged(model) -> tuple[np.ndarray, dict, torch.Tensor]:
+        images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model).cpu()
+        return (*judge_scores(judge, images, rows), images)
 
     def parity_of(model) -> tuple[float, float, dict]:
         images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model))
@@ -112,7 +113,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                       for p, d in zip(table["prompt"], table["parity_distance"])}
         return float(table["parity_distance"].mean()), float(table["no_read"].mean()), per_prompt
 
-    base_scores, base_parts = judged(base.unet)
+    base_scores, base_parts, base_images = judged(base.unet)
     base_parity = parity_of(base.unet)
     seconds = 0.0
     for stop in stops:
@@ -127,14 +128,17 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
             save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
         after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
-        rl_scores, rl_parts = judged(trainer.unet)
+        rl_scores, rl_parts, rl_images = judged(trainer.unet)
         preference, per_prompt = win_rate_report(rows, rl_scores, base_scores, parts={k: (rl_parts[k], base_parts[k]) for k in rl_parts})
+        resolution = judge_resolution(judge, torch.cat([base_images, rl_images]), pd.concat([rows, rows], ignore_index=True))
+        coarse, _ = win_rate_report(rows, rl_scores, base_scores, tie_tolerance=resolution)
         rl_parity = parity_of(trainer.unet)
         yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
                "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
                "reward_before": round(float(before.mean()), 4), "reward_after": round(float(after.mean()), 4),
                "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
                "win_rate": round(preference["win_rate"], 3), "win_ci": [round(preference["win_rate_ci_low"], 3), round(preference["win_rate_ci_high"], 3)],
+               "win_rate_beyond_resolution": round(coarse["win_rate"], 3), "judge_resolution": round(resolution, 4),
                "judge_base": round(preference["baseline_score"], 4), "judge_rl": round(preference["candidate_score"], 4),
                "judge_colour_base": round(float(base_parts["colour"].mean()), 3), "judge_colour_rl": round(float(rl_parts["colour"].mean()), 3),
                **{f"{k}_before": round(float(v.mean()), 4) for k, v in before_parts.items()},

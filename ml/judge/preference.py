@@ -79,13 +79,26 @@ def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: floa
     return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
 
 
+def judge_resolution(judge: Judge, images: torch.Tensor, prompts: pd.DataFrame) -> float:
+    """The median change of the judge's score when each image moves by one pixel (edges
+    repeated), each of the four ways: a change no viewer would see. A pair of images whose
+    scores differ by less is one the judge cannot tell apart from such a change."""
+    scores = np.asarray(judge.score(images, prompts), np.float64)
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate")
+    height, width = images.shape[-2:]
+    changes = [np.abs(np.asarray(judge.score(padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width], prompts), np.float64) - scores)
+               for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    return float(np.median(np.concatenate(changes)))
+
+
 def win_rate_report(prompts: pd.DataFrame, candidate: np.ndarray, baseline: np.ndarray, seed: int = 0,
-                    parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[dict, pd.DataFrame]:
+                    parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None, tie_tolerance: float = 1e-6) -> tuple[dict, pd.DataFrame]:
     """Win-rate with a bootstrap 95% interval that resamples prompts (a prompt's seeds stay
     together), and the per-prompt breakdown. `parts`: the judge's terms as {name: (candidate,
-    baseline)} (judge_scores), reported as means next to the scores."""
+    baseline)} (judge_scores), reported as means next to the scores. `tie_tolerance`: score
+    differences up to it count as ties (judge_resolution)."""
     terms = {f"{name}_{side}": values[i] for name, values in (parts or {}).items() for i, side in enumerate(("candidate", "baseline"))}
-    table = prompts.assign(candidate=candidate, baseline=baseline, win=paired_wins(candidate, baseline), **terms)
+    table = prompts.assign(candidate=candidate, baseline=baseline, win=paired_wins(candidate, baseline, tie_tolerance), **terms)
     per_prompt = (table.groupby("prompt", sort=True)
                   .agg(suite=("suite", "first"), images=("win", "size"), win_rate=("win", "mean"), ties=("win", lambda w: float((w == 0.5).mean())),
                        candidate_score=("candidate", "mean"), baseline_score=("baseline", "mean"), **{k: (k, "mean") for k in terms})

@@ -141,6 +141,10 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert (home / "data" / "evaluation").exists() and list((home / "data" / "evaluation").rglob("bias_groups.png"))
     experiment = client.get_experiment_by_name("shopwindow-demo").experiment_id
     preference_run = client.search_runs([experiment], "attributes.run_name LIKE 'evaluation-preference-%'")[0].data.metrics
+    # beside the gated win-rate: pairs closer than a one-pixel shift moves the judge count as ties
+    assert preference_run["judge_resolution"] > 0 and 0 <= preference_run["win_rate_beyond_resolution"] <= 1
+    assert preference_run["tie_share_beyond_resolution"] >= preference_run["tie_share"]
+    assert evaluation["win_rate_beyond_resolution"] == pytest.approx(preference_run["win_rate_beyond_resolution"], abs=1e-4)
     for side in ("candidate", "baseline"):  # the catalog judge's two terms, which the score is the sum of
         assert 0 <= preference_run[f"colour_{side}_score"] <= 1
         assert preference_run[f"category_{side}_score"] + preference_run[f"colour_{side}_score"] == pytest.approx(preference_run[f"{side}_score"])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ml.judge.gate import GateThresholds, gate_results
-from ml.judge.preference import paired_wins, win_rate_report
+from ml.judge.preference import judge_resolution, paired_wins, win_rate_report
 
 
 def test_paired_wins_count_ties_half():
@@ -23,6 +23,37 @@ def test_win_rate_report_per_prompt_and_interval():
     assert 0.5 < figures["win_rate_ci_low"] <= figures["win_rate"] <= figures["win_rate_ci_high"] <= 1
     same, _ = win_rate_report(prompts, baseline, baseline)
     assert same["win_rate"] == 0.5 and same["tie_share"] == 1.0
+
+
+class _PixelJudge:
+    """Scores an image by one pixel inside it: a one-pixel shift in any direction gives it a neighbour's value."""
+
+    name = "one-pixel"
+
+    def score(self, images, prompts):
+        return images[:, 0, 3, 3].numpy()
+
+
+def test_judge_resolution_is_what_a_one_pixel_shift_moves_the_score():
+    import torch
+
+    rows, columns = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    ramp = ((rows + columns) / 14).expand(2, 3, 8, 8)  # each neighbour is 1/14 away
+    prompts = pd.DataFrame({"prompt": ["a", "b"]})
+    assert judge_resolution(_PixelJudge(), ramp, prompts) == pytest.approx(1 / 14)
+    assert judge_resolution(_PixelJudge(), ramp / 2, prompts) == pytest.approx(1 / 28)  # a flatter image, a finer resolution
+    assert judge_resolution(_PixelJudge(), torch.full((2, 3, 8, 8), 0.5), prompts) == 0.0
+
+
+def test_differences_within_the_judges_resolution_count_as_ties():
+    prompts = pd.DataFrame({"prompt": np.repeat(["small", "large"], 4), "suite": "titles"})
+    baseline = np.zeros(8)
+    candidate = np.array([0.01, 0.02, -0.01, 0.03, 0.5, 0.6, 0.4, -0.5])
+    strict, _ = win_rate_report(prompts, candidate, baseline)
+    tolerant, per_prompt = win_rate_report(prompts, candidate, baseline, tie_tolerance=0.05)
+    assert strict["win_rate"] == pytest.approx((0.75 + 0.75) / 2) and strict["tie_share"] == 0
+    assert per_prompt.set_index("prompt")["win_rate"].to_dict() == {"small": 0.5, "large": 0.75}
+    assert tolerant["tie_share"] == 0.5
 
 
 def test_gate_passes_only_when_every_criterion_does():
