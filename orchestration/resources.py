@@ -228,7 +228,8 @@ class GenerationResource(ConfigurableResource):
     # 0.97 / 0.94 against 1.00 (the policy gradient still rewards the colour; the base draws it 0.98-1.0 of the time)
     pathwise_fidelity_color: bool = False
     # False: that term's gradient keeps each pixel's hue (only the ink's amount moves), so it does not pull a held-out prompt off its
-    # colour. On a rebuilt 2026-12-04 state, seed 0: win-rate 0.757 vs 0.743, parity -49% vs -51%; seed 1: 0.830 vs 0.823, -44% vs -43% (README, "Two tries at the colour lean")
+    # colour. Four pairs (two states, seeds 0 / 1, rl_recipes 300 iterations): win-rate +0.014, +0.007, -0.041, 0.000 against the
+    # default, parity cut within -2 to +3 points, colour reads no better: no effect (README, "Two tries at the colour lean")
     pathwise_fidelity_hue: bool = True
     # ml.diffusion.trainer.RLConfig: the share of colour-free samples whose first explore_steps steps are steered to a colour they
     # lack. Off: on the 56ad5eb demo state (179 iterations) shares 0.25 / 0.5 with 1-5 steps cut parity 12-16%, the default 15%
