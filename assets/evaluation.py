@@ -137,10 +137,8 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
                     evaluation: EvaluationResource) -> Output[AssetManifest]:
     """Paired win-rate of RL over base on held-out prompts (never trained on), same seeds, under a
     judge independent of every training reward; ties count half; bootstrap interval over prompts."""
-    import torch
-
     from ml.diffusion.sampling import generate, images_to_uint8
-    from ml.judge.preference import judge_resolution, judge_scores, win_rate_report
+    from ml.judge.preference import judge_scores, win_rate_beyond_resolution, win_rate_report
     from ml.tracking.plots import plot_paired_grid, plot_win_rates
 
     started = time.perf_counter()
@@ -161,8 +159,7 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     parts = {term: (judged["rl"][1][term], judged["base"][1][term]) for term in judged["rl"][1]}
     figures, per_prompt = win_rate_report(rows, scores["rl"], scores["base"], parts=parts)
     # beside the gated figure: pairs whose scores differ by less than a one-pixel shift moves them count as ties
-    resolution = judge_resolution(judge, torch.cat([images["base"], images["rl"]]), pd.concat([rows, rows], ignore_index=True))
-    coarse, coarse_per_prompt = win_rate_report(rows, scores["rl"], scores["base"], tie_tolerance=resolution)
+    resolution, coarse, coarse_per_prompt = win_rate_beyond_resolution(judge, rows, images["rl"], images["base"], scores["rl"], scores["base"])
     figures.update({"judge_resolution": resolution, **{k.replace("win_rate", "win_rate_beyond_resolution"): coarse[k]
                                                         for k in ("win_rate", "win_rate_ci_low", "win_rate_ci_high")},
                     "tie_share_beyond_resolution": coarse["tie_share"]})

@@ -48,7 +48,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     from ml.fairness.color_reader import demo_color_reader
     from ml.fairness.parity import bootstrap_gain, per_prompt_parity
     from ml.judge.classifier import CategoryJudge
-    from ml.judge.preference import CatalogJudge, judge_resolution, judge_scores, win_rate_report
+    from ml.judge.preference import CatalogJudge, judge_scores, win_rate_beyond_resolution, win_rate_report
     from ml.rewards import make_multi_reward
     from ml.rewards.demo import demo_reward_spec
     from ml.diffusion.trainer import RLConfig
@@ -130,8 +130,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
         gain_ci = bootstrap_gain(before, after, eval_prompts)
         rl_scores, rl_parts, rl_images = judged(trainer.unet)
         preference, per_prompt = win_rate_report(rows, rl_scores, base_scores, parts={k: (rl_parts[k], base_parts[k]) for k in rl_parts})
-        resolution = judge_resolution(judge, torch.cat([base_images, rl_images]), pd.concat([rows, rows], ignore_index=True))
-        coarse, _ = win_rate_report(rows, rl_scores, base_scores, tie_tolerance=resolution)
+        resolution, coarse, _ = win_rate_beyond_resolution(judge, rows, rl_images, base_images, rl_scores, base_scores)
         rl_parity = parity_of(trainer.unet)
         yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
                "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),

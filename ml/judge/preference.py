@@ -79,11 +79,12 @@ def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: floa
     return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
 
 
-def judge_resolution(judge: Judge, images: torch.Tensor, prompts: pd.DataFrame) -> float:
+def judge_resolution(judge: Judge, images: torch.Tensor, prompts: pd.DataFrame, scores: np.ndarray | None = None) -> float:
     """The median change of the judge's score when each image moves by one pixel (edges
     repeated), each of the four ways: a change no viewer would see. A pair of images whose
-    scores differ by less is one the judge cannot tell apart from such a change."""
-    scores = np.asarray(judge.score(images, prompts), np.float64)
+    scores differ by less is one the judge cannot tell apart from such a change. `scores`: the
+    images' own scores, when the caller has them already."""
+    scores = np.asarray(judge.score(images, prompts) if scores is None else scores, np.float64)
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate")
     height, width = images.shape[-2:]
     changes = [np.abs(np.asarray(judge.score(padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width], prompts), np.float64) - scores)
@@ -109,3 +110,12 @@ def win_rate_report(prompts: pd.DataFrame, candidate: np.ndarray, baseline: np.n
                "candidate_score": float(table["candidate"].mean()), "baseline_score": float(table["baseline"].mean()),
                **{f"{k}_score": float(table[k].mean()) for k in terms}}
     return figures, per_prompt
+
+
+def win_rate_beyond_resolution(judge: Judge, prompts: pd.DataFrame, candidate_images: torch.Tensor, baseline_images: torch.Tensor,
+                               candidate: np.ndarray, baseline: np.ndarray) -> tuple[float, dict, pd.DataFrame]:
+    """(the judge's resolution over both models' images, win_rate_report with differences under
+    it counted as ties): reported beside the strict count, which every difference decides."""
+    resolution = judge_resolution(judge, torch.cat([baseline_images, candidate_images]), pd.concat([prompts, prompts], ignore_index=True),
+                                  scores=np.concatenate([baseline, candidate]))
+    return (resolution, *win_rate_report(prompts, candidate, baseline, tie_tolerance=resolution))

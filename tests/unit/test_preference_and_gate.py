@@ -41,6 +41,7 @@ def test_judge_resolution_is_what_a_one_pixel_shift_moves_the_score():
     ramp = ((rows + columns) / 14).expand(2, 3, 8, 8)  # each neighbour is 1/14 away
     prompts = pd.DataFrame({"prompt": ["a", "b"]})
     assert judge_resolution(_PixelJudge(), ramp, prompts) == pytest.approx(1 / 14)
+    assert judge_resolution(_PixelJudge(), ramp, prompts, scores=_PixelJudge().score(ramp, prompts)) == pytest.approx(1 / 14)  # scores at hand
     assert judge_resolution(_PixelJudge(), ramp / 2, prompts) == pytest.approx(1 / 28)  # a flatter image, a finer resolution
     assert judge_resolution(_PixelJudge(), torch.full((2, 3, 8, 8), 0.5), prompts) == 0.0
 
