@@ -43,6 +43,9 @@ class RLConfig(BaseModel):
     stat_min_count: int = 8
     inner_epochs: int = Field(1, ge=1)
     minibatch_size: int = Field(8, ge=1)
+    fused_timesteps: int = Field(1, ge=1, description="trained timesteps of each row taken in one UNet call (the same loss and "
+                                 "gradient, fewer and larger calls): on the demo's CPU UNet one call of 64 latents took 0.050 s "
+                                 "against 0.079 s for four of 16; activation memory grows with it")
     gradient_accumulation: int = Field(1, ge=1, description="minibatches per optimizer step")
     lr: float = 3e-4
     weight_decay: float = 1e-4
@@ -417,18 +420,21 @@ class RLTrainer:
             mixture_parts = torch.tensor_split(torch.as_tensor(self.rng.permutation(len(mixture["rows"]))), len(minibatches)) if mixture else []
             for m, rows in enumerate(minibatches):
                 loss_total = 0.0
-                for j in range(k):
-                    step_index = steps[rows, j]
-                    log_prob, mean, std, latents, t, _ = self._policy_step(trajectories, rows, step_index)
-                    old = trajectories.log_probs[rows, step_index]
+                for first in range(0, k, config.fused_timesteps):
+                    # `fused` of each row's trained steps in one UNet call: (row, step) pairs, row-major
+                    fused = min(config.fused_timesteps, k - first)
+                    pair_rows = rows.repeat_interleave(fused)
+                    step_index = steps[rows, first:first + fused].reshape(-1)
+                    log_prob, mean, std, latents, t, _ = self._policy_step(trajectories, pair_rows, step_index)
+                    old = trajectories.log_probs[pair_rows, step_index]
                     ratio = torch.exp(log_prob - old)
-                    loss = ppo_clip_loss(advantages[rows], ratio, config.clip_range).mean()
+                    loss = ppo_clip_loss(advantages[pair_rows], ratio, config.clip_range).mean()
                     if config.kl_weight > 0:
-                        kl = self._kl_to_base(trajectories, latents, t, rows, mean, std)
+                        kl = self._kl_to_base(trajectories, latents, t, pair_rows, mean, std)
                         loss = loss + config.kl_weight * kl
                         stats["kl_to_base"].append(float(kl.detach()))
-                    self.accelerator.backward(loss / (k * config.gradient_accumulation))
-                    loss_total += float(loss.detach()) / k
+                    self.accelerator.backward(loss * fused / (k * config.gradient_accumulation))
+                    loss_total += float(loss.detach()) * fused / k
                     stats["ratio"].append(float(ratio.detach().mean()))
                     stats["clipfrac"].append(float(((ratio.detach() - 1).abs() > config.clip_range).float().mean()))
                     stats["approx_kl"].append(float(0.5 * ((log_prob.detach() - old) ** 2).mean()))

@@ -790,3 +790,30 @@ def test_mixture_distill_from_step_leaves_the_first_steps_untrained(tokenizer_di
             mixture["targets"][:, 0])
         assert not torch.isclose(first_step, last_step_only)
         assert all(torch.isclose(trainer._mixture_loss(mixture, part, embeds), last_step_only) for _ in range(3))
+
+
+def test_fused_timesteps_give_the_same_update_in_fewer_unet_calls(tokenizer_dir):
+    """fused_timesteps: a minibatch's trained steps taken in one UNet call give the update of one
+    call per step (the loss is the same mean), and the KL term's too."""
+    prompts, meta = ["a red dress", "a bag"], [{}, {}]
+
+    def trained(fused):
+        torch.manual_seed(0)
+        config = _rl_config(iterations=2, train_timesteps=3, fused_timesteps=fused, kl_weight=0.1,
+                            sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0), skip_final_steps=0)
+        trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"redness": (Redness(), 1.0)}), prompts, meta, config)
+        initial = {k: v.clone() for k, v in trainer.trainable_state().items()}
+        calls = []
+        trainer.unet.register_forward_hook(lambda module, args, kwargs, out: calls.append(len(args[0])), with_kwargs=True)
+        trainer.train()
+        return initial, trainer.trainable_state(), trainer.history, calls
+
+    initial, one, one_history, one_calls = trained(1)
+    _, fused, fused_history, fused_calls = trained(3)
+    assert any(not torch.allclose(initial[k], one[k]) for k in one)  # training moved the weights
+    assert all(torch.allclose(one[k], fused[k], atol=1e-6) for k in one)
+    assert [h["loss"] for h in one_history] == pytest.approx([h["loss"] for h in fused_history], abs=1e-6)
+    assert [h["kl_to_base"] for h in one_history] == pytest.approx([h["kl_to_base"] for h in fused_history], abs=1e-6)
+    policy_call = 2 * 4 * 3  # guidance's two halves x a minibatch of 4 x three steps
+    assert len(fused_calls) < len(one_calls) and policy_call in fused_calls and policy_call not in one_calls
+
