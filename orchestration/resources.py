@@ -244,7 +244,6 @@ class GenerationResource(ConfigurableResource):
     # (without it: -12% / -18%, 0.87 / 0.81); even 1: -42%, 0.82; lacking 3: -55%, 0.74; the term alone (rewards 0): -53%, 0.58
     mixture_distill_weight: float = 1.0
     mixture_distill_groups: str = "lacking"  # lacking | even
-    mixture_distill_noise: str = "fresh"  # fresh | region (ml.diffusion.trainer.RLConfig)
     mixture_distill_steps: int | None = None
     # not the first step: its latent is pure noise, so its target can only be the colours' mean, and a 10-step sampler moves
     # toward that mean, which reads grey. On the 1d120bd demo state, seeds 0 / 1: parity -50% / -50% against -44% / -42% from
@@ -321,7 +320,7 @@ class GenerationResource(ConfigurableResource):
                         pathwise_fidelity_skip_open=self.pathwise_fidelity_skip_open,
                         explore_share=self.explore_share, explore_steps=self.explore_steps, mixture_distill_weight=self.mixture_distill_weight,
                         mixture_distill_groups=self.mixture_distill_groups,
-                        mixture_distill_steps=self.mixture_distill_steps, mixture_distill_noise=self.mixture_distill_noise,
+                        mixture_distill_steps=self.mixture_distill_steps,
                         mixture_distill_from_step=self.mixture_distill_from_step, max_minutes=self.rl_minutes, seed=self.seed,
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt), fused_timesteps=self.fused_timesteps)
 

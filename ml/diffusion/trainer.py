@@ -79,11 +79,6 @@ class RLConfig(BaseModel):
     mixture_distill_groups: Literal["even", "lacking"] = Field("even", description="the named groups' shares in that term: even, or "
                                                                "in proportion to what the prompt's remembered reads lack (the parity "
                                                                "reward's quota), which steers the policy's own shares toward even")
-    mixture_distill_noise: Literal["fresh", "region"] = Field("fresh", description="the starting noise of each named chain: fresh, or "
-                                                             "drawn from the region of noise space that belongs to its group "
-                                                             "(noise_region), so that the open prompt's target is a function of its "
-                                                             "noise and not a colour drawn beside it, whose average over the colours "
-                                                             "is all a regression can learn")
     mixture_distill_steps: int | None = Field(None, ge=1, description="the first chain steps that term trains on (None: those the "
                                               "policy gradient trains on, all but skip_final_steps)")
     mixture_distill_from_step: int = Field(0, ge=0, description="the first chain step that term trains on (1: not the first, whose "
@@ -119,40 +114,6 @@ def train_step_indices(rng: np.random.Generator, n: int, horizon: int, k: int, s
     no signal; leaving it out tripled the reward gain of a 5-minute run."""
     trainable = max(1, horizon - skip_final)
     return np.argsort(rng.random((n, trainable)), axis=1)[:, :min(k, trainable)]
-
-
-def noise_region(latents: torch.Tensor, k: int) -> torch.Tensor:
-    """Each starting latent's region of noise space, one of k equally likely: the channel whose
-    spatial mean is largest in size, and that mean's sign (region 2c is channel c positive, 2c + 1
-    negative). For Gaussian noise every (channel, sign) is equally likely by symmetry; a channel's
-    mean is a global, smooth feature of the noise that a UNet can read at its first step."""
-    channels = latents.shape[1]
-    if k % 2 or k > 2 * channels:
-        raise ValueError(f"noise regions for {k} groups: need an even number of groups, at most twice the latent's {channels} channels")
-    means = latents[:, : k // 2].mean(dim=(2, 3))
-    channel = means.abs().argmax(dim=1)
-    return 2 * channel + (means.gather(1, channel[:, None])[:, 0] < 0).long()
-
-
-def noise_in_regions(regions: list[int], k: int, shape: tuple, generator: torch.Generator, device, dtype) -> torch.Tensor:
-    """One Gaussian latent per entry of `regions`, each drawn until it falls in that region
-    (rejection: about k draws each)."""
-    out = torch.empty((len(regions), *shape), device=device, dtype=dtype)
-    missing = list(range(len(regions)))
-    while missing:
-        draws = torch.randn((len(missing) * k, *shape), generator=generator, device=device, dtype=dtype)
-        found = noise_region(draws, k).tolist()
-        pool: dict[int, list[int]] = {}
-        for j, r in enumerate(found):
-            pool.setdefault(r, []).append(j)
-        still = []
-        for i in missing:
-            if pool.get(regions[i]):
-                out[i] = draws[pool[regions[i]].pop()]
-            else:
-                still.append(i)
-        missing = still
-    return out
 
 
 def largest_remainder(shares: np.ndarray, n: int) -> np.ndarray:
@@ -372,7 +333,7 @@ class RLTrainer:
         prompt's own chain, so each already carries its group: the policy is asked to continue
         what it is given, not to guess a group from noise. None when no prompt leaves a group open."""
         config = self.config
-        rows, named, regions = [], [], []
+        rows, named = [], []
         for prompt in dict.fromkeys(p for p, m in zip(prompts, metadata) if any(r.applies(m) for r in self.explorers)):
             members = [i for i, p in enumerate(prompts) if p == prompt]
             reward = next(r for r in self.explorers if r.applies(metadata[members[0]]))
@@ -383,7 +344,6 @@ class RLTrainer:
                 if (text := reward.group_prompt(reward.groups[g], metadata[i])) is not None:
                     rows.append(i)
                     named.append(text)
-                    regions.append((int(g), k))
         if not rows:
             return None
         horizon = config.sampling.num_inference_steps
@@ -392,11 +352,8 @@ class RLTrainer:
         scheduler.set_timesteps(horizon, device=self.pipe.device)
         named_embeds = encode_prompts(self.pipe, named)
         unet = self.accelerator.unwrap_model(self.unet)
-        shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-        if config.mixture_distill_noise == "region":
-            latents = torch.cat([noise_in_regions([g], k, shape, self.generator, self.pipe.device, named_embeds.dtype) for g, k in regions])
-        else:
-            latents = torch.randn((len(rows), *shape), generator=self.generator, device=self.pipe.device, dtype=named_embeds.dtype)
+        latents = torch.randn((len(rows), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size), generator=self.generator,
+                              device=self.pipe.device, dtype=named_embeds.dtype)
         all_latents, targets = [], []
         for t in scheduler.timesteps[:steps]:
             noise = self._base_noise(latents, t, named_embeds)

@@ -15,7 +15,7 @@ from ml.diffusion.ddim import ddim_step_with_logprob
 from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline
 from ml.diffusion.sampling import SamplingConfig, encode_prompts, guided_noise, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
-from ml.diffusion.trainer import RLConfig, RLTrainer, largest_remainder, noise_in_regions, noise_region, ppo_clip_loss, train_step_indices
+from ml.diffusion.trainer import RLConfig, RLTrainer, largest_remainder, ppo_clip_loss, train_step_indices
 from ml.rewards import MultiReward, RewardUnavailable, make_multi_reward, make_reward, register_reward, registered_rewards
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -817,40 +817,3 @@ def test_fused_timesteps_give_the_same_update_in_fewer_unet_calls(tokenizer_dir)
     policy_call = 2 * 4 * 3  # guidance's two halves x a minibatch of 4 x three steps
     assert len(fused_calls) < len(one_calls) and policy_call in fused_calls and policy_call not in one_calls
 
-
-def test_noise_regions_are_equally_likely_and_drawn_on_request():
-    """noise_region: (channel, sign) of the largest channel mean, each of k equally likely for
-    Gaussian noise; noise_in_regions draws latents in the regions asked for."""
-    generator = torch.Generator().manual_seed(0)
-    shares = torch.bincount(noise_region(torch.randn(40_000, 4, 8, 8, generator=generator), 8), minlength=8) / 40_000
-    assert shares.min() > 0.115 and shares.max() < 0.135
-    latents = torch.zeros(2, 4, 2, 2)
-    latents[0, 2], latents[0, 0] = -1.0, 0.5  # channel 2's mean is the largest in size, and negative
-    latents[1, 1], latents[1, 0] = 3.0, -1.0
-    assert noise_region(latents, 8).tolist() == [5, 2]
-    assert noise_region(latents, 4).tolist() == [0, 2]  # only the first two channels count for 4 groups
-    wanted = [3, 0, 7, 7, 1]
-    assert noise_region(noise_in_regions(wanted, 8, (4, 8, 8), generator, "cpu", torch.float32), 8).tolist() == wanted
-    with pytest.raises(ValueError, match="even number of groups"):
-        noise_region(latents, 7)
-    with pytest.raises(ValueError, match="at most twice"):
-        noise_region(latents, 10)
-
-
-def test_region_noise_gives_each_named_chain_the_noise_of_its_colour(tokenizer_dir):
-    """mixture_distill_noise "region": each named chain starts from noise in its colour's region, so
-    the open prompt's target at the first step is a function of its noise."""
-    parity = make_reward("color_parity", objective="kl", memory=32)
-    prompts, meta = ["a coat"], [{"names_color": False, "category": "coat"}]
-    config = _rl_config(iterations=1, mixture_distill_weight=1.0, mixture_distill_noise="region", mixture_distill_from_step=0,
-                        samples_per_prompt=16, prompts_per_iteration=1, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=3.0),
-                        skip_final_steps=1)
-    trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"color_parity": (parity, 0.0)}), prompts, meta, config)
-    mixture = trainer._mixture_targets(["a coat"] * 16, meta * 16)
-    colours = [text.split()[1] for text in mixture["named"]]
-    assert sorted(set(colours)) == sorted(parity.groups)
-    assert noise_region(mixture["latents"][:, 0], 8).tolist() == [parity.groups.index(c) for c in colours]
-    fresh = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"color_parity": (parity, 0.0)}), prompts, meta,
-                      config.model_copy(update={"mixture_distill_noise": "fresh"}))
-    mixture = fresh._mixture_targets(["a coat"] * 16, meta * 16)
-    assert noise_region(mixture["latents"][:, 0], 8).tolist() != [parity.groups.index(t.split()[1]) for t in mixture["named"]]
