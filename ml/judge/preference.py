@@ -73,7 +73,10 @@ def judge_scores(judge: Judge, images: torch.Tensor, prompts: pd.DataFrame) -> t
     return sum(parts.values()), parts
 
 
-def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: float = 1e-6) -> np.ndarray:
+EXACT_TIE = 1e-6  # score differences up to this are float noise: a tie in the strict count
+
+
+def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: float = EXACT_TIE) -> np.ndarray:
     """1 where the candidate's image scores higher, 0 where lower, 0.5 for a tie."""
     diff = np.asarray(candidate, np.float64) - np.asarray(baseline, np.float64)
     return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
@@ -93,7 +96,7 @@ def judge_resolution(judge: Judge, images: torch.Tensor, prompts: pd.DataFrame, 
 
 
 def win_rate_report(prompts: pd.DataFrame, candidate: np.ndarray, baseline: np.ndarray, seed: int = 0,
-                    parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None, tie_tolerance: float = 1e-6) -> tuple[dict, pd.DataFrame]:
+                    parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None, tie_tolerance: float = EXACT_TIE) -> tuple[dict, pd.DataFrame]:
     """Win-rate with a bootstrap 95% interval that resamples prompts (a prompt's seeds stay
     together), and the per-prompt breakdown. `parts`: the judge's terms as {name: (candidate,
     baseline)} (judge_scores), reported as means next to the scores. `tie_tolerance`: score

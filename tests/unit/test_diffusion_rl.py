@@ -816,4 +816,3 @@ def test_fused_timesteps_give_the_same_update_in_fewer_unet_calls(tokenizer_dir)
     assert [h["kl_to_base"] for h in one_history] == pytest.approx([h["kl_to_base"] for h in fused_history], abs=1e-6)
     policy_call = 2 * 4 * 3  # guidance's two halves x a minibatch of 4 x three steps
     assert len(fused_calls) < len(one_calls) and policy_call in fused_calls and policy_call not in one_calls
-
