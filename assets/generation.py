@@ -220,7 +220,8 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
                        | {"rewards": generation.rewards_description(), "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:
-            _, _, images = evaluate_rewards(pipe, reward, shown, prompt_metadata(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet)
+            _, _, images = evaluate_rewards(pipe, reward, shown, prompt_metadata(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet,
+                                            diversity=trainer.diversity)
             path = plot_image_grid(images_to_uint8(images), shown, grids / f"{name}.png", f"RL generator, {name}")
             run.client.log_artifact(run.run_id, str(path), "samples")
             return path
@@ -264,6 +265,8 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
             unet.unload_lora()
         pipe.unet = unet
         pipe.save_pretrained(folder)
+        if trainer.diversity is not None:  # beside the pipeline: load_pipeline attaches them and generate draws them
+            trainer.diversity.save(folder)
         version = register_folder(run, folder, "generator", generation.registered_name,
                                   tags={"snapshot": context.partition_key, "kind": "rl", "base_version": base_generator.figures.get("version"),
                                         **{k: round(v, 4) for k, v in figures.items() if isinstance(v, float)}})

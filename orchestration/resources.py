@@ -243,18 +243,30 @@ class GenerationResource(ConfigurableResource):
     # the 01d3e30 demo state, 160 iterations: lacking 1, seeds 0 / 1 / 2: parity -57% / -50% / -54%, win-rate 0.80 / 0.79 / 0.74
     # (without it: -12% / -18%, 0.87 / 0.81); even 1: -42%, 0.82; lacking 3: -55%, 0.74; the term alone (rewards 0): -53%, 0.58
     mixture_distill_weight: float = 1.0
-    mixture_distill_groups: str = "lacking"  # lacking | even
+    # lacking | even. even since the diversity codes: code g learns group g, and the codes are drawn evenly
+    mixture_distill_groups: str = "even"
     mixture_distill_steps: int | None = None
     # not the first step: its latent is pure noise, so its target can only be the colours' mean, and a 10-step sampler moves
     # toward that mean, which reads grey. On the 1d120bd demo state, seeds 0 / 1: parity -50% / -50% against -44% / -42% from
     # step 0, win-rate 0.72 / 0.68 both; on 01d3e30 (seed 0) -55% against -57%, 0.79 against 0.80; from step 2: -48%
-    mixture_distill_from_step: int = 1
+    # with diversity codes the first step's target is no longer the colours' mean (code g is group g), so the term starts there
+    mixture_distill_from_step: int = 0
+    # ml.diffusion.trainer.RLConfig / ml.diffusion.diversity: 8 uniform codes (one per palette colour) the policy reads beside its
+    # noise. On the 3a165e0 demo state (rl_recipes, 300 iterations, seed 0) parity fell 75% against the default's 59%; at the LoRA's
+    # lr 1e-3 the codes moved too little (-37%). On eb760a0's state -77% (README, "Diversity codes")
+    diversity_codes: int = 8
+    diversity_lr: float | None = 0.01
+    # a code must not change a prompt that names its colour: without this term the judge's colour reads on held-out titles were 0.899,
+    # and 0.979 for the same weights with the codes left out of those prompts; at 1 they were 0.972 (3: 0.997, but win-rate 0.615)
+    code_invariance_weight: float = 1.0
     # the cap on RL's time. 6, not 5: on a machine where an iteration took 1.1 s, 5 minutes ended RL at 262 of its 300 iterations,
     # and the demo's RL (seed 0) won 0.7986 and cut parity 56%; on the same base 300 iterations (rl_recipes, seed 1) won 0.87, -59%
     rl_minutes: float = 6.0
     # of RL's prompt draws, the fairness suite's (colour-free prompts); the titles get the rest. 0.75 (with the pretraining term,
-    # one seed): parity -43% instead of -38%, win-rate 0.46 instead of 0.64
-    fairness_share: float = 0.5
+    # one seed): parity -43% instead of -38%, win-rate 0.46 instead of 0.64. 0.35 since the diversity codes: the codes left parity
+    # room to spend on the titles. With codes and invariance on the 3a165e0 / eb760a0 states: win-rate 0.764 / 0.740, parity
+    # -69% / -71% (0.5 on 3a165e0: 0.667, -73%)
+    fairness_share: float = 0.35
     fidelity_weight: float = 1.0
     fidelity_mode: str = "zero_shot"  # zero_shot (the dual encoder's probability of the prompted category and colour) | cosine
     # see advantage_scale. 3 with the kl objective (its rewards run -1 .. +4 where l2's run -0.3 .. +0.1); 1: parity -52% / -41%
@@ -297,6 +309,8 @@ class GenerationResource(ConfigurableResource):
             trained = self.rl_config().mixture_distill_range
             terms.append(f"mixture distillation x{self.mixture_distill_weight} ({self.mixture_distill_groups} colours, "
                          f"chain steps {trained.start}-{trained.stop - 1})")
+        if self.diversity_codes > 1:
+            terms.append(f"diversity codes ({self.diversity_codes}" + (f", invariance x{self.code_invariance_weight}" if self.code_invariance_weight else "") + ")")
         return " + ".join(terms)
 
     def reward_settings(self) -> dict:
@@ -321,7 +335,8 @@ class GenerationResource(ConfigurableResource):
                         explore_share=self.explore_share, explore_steps=self.explore_steps, mixture_distill_weight=self.mixture_distill_weight,
                         mixture_distill_groups=self.mixture_distill_groups,
                         mixture_distill_steps=self.mixture_distill_steps,
-                        mixture_distill_from_step=self.mixture_distill_from_step, max_minutes=self.rl_minutes, seed=self.seed,
+                        mixture_distill_from_step=self.mixture_distill_from_step, diversity_codes=self.diversity_codes,
+                        diversity_lr=self.diversity_lr, code_invariance_weight=self.code_invariance_weight, max_minutes=self.rl_minutes, seed=self.seed,
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt), fused_timesteps=self.fused_timesteps)
 
 

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             unet.unload_lora()
         pipe.unet = unet
         pipe.save_pretrained(output / "pipeline")
+        if trainer.diversity is not None:
+            trainer.diversity.save(output / "pipeline")
         (output / "history.json").write_text(json.dumps(history))
         print(json.dumps({"iterations": trainer.iteration, "reward_first": history[0]["reward"] if history else None,
                           "reward_last": history[-1]["reward"] if history else None, "pipeline": str(output / "pipeline")}))

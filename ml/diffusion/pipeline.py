@@ -59,15 +59,20 @@ def build_tiny_pipeline(config: TinyPipelineConfig, tokenizer_dir: str | Path, s
                                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
                                 cross_attention_dim=config.text_hidden, attention_head_dim=config.attention_head_dim,
                                 norm_num_groups=config.norm_groups)
-    return StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=ddim_scheduler(),
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=ddim_scheduler(),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.diversity_codes = None
+    return pipe
 
 
 def load_pipeline(name_or_path: str, device: str = "cpu", dtype=None):
     """A local folder written by save_pretrained, or a hub id already in the local cache (the
     hub is never contacted: `local_files_only`). The scheduler is replaced by DDIM (RL needs
-    its per-step log-probabilities)."""
+    its per-step log-probabilities). A folder's diversity codes (ml.diffusion.diversity), when RL
+    trained some, come as `pipe.diversity_codes` (else None); `generate` uses them."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from ml.diffusion.diversity import DiversityCodes
 
     path = Path(name_or_path)
     if not path.exists() and "/" not in name_or_path:
@@ -81,4 +86,6 @@ def load_pipeline(name_or_path: str, device: str = "cpu", dtype=None):
             "in a local folder (StableDiffusionPipeline.save_pretrained / a downloaded snapshot) and point the generator at it, "
             "or pre-populate the Hugging Face cache on a machine with network access.") from exc
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    codes = DiversityCodes.load(path) if path.exists() else None
+    pipe.diversity_codes = None if codes is None else codes.to(device)
     return pipe.to(device)

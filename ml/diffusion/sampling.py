@@ -12,6 +12,9 @@ from pydantic import BaseModel
 from ml.diffusion.ddim import ddim_step_with_logprob
 
 
+CODE_SEED_OFFSET = 7_919_000  # evaluation's diversity codes come from seeds apart from its noise's
+
+
 class SamplingConfig(BaseModel):
     num_inference_steps: int = 20
     guidance_scale: float = 5.0
@@ -25,6 +28,7 @@ class Trajectories:
     log_probs: torch.Tensor  # B x T
     timesteps: torch.Tensor  # T
     images: torch.Tensor  # B x 3 x H x W in [0, 1]
+    codes: torch.Tensor | None = None  # B diversity codes (ml.diffusion.diversity), when the model has them
 
 
 @torch.no_grad()
@@ -55,11 +59,16 @@ def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, config: SamplingConfig,
                         generator: torch.Generator | None = None, unet=None, steer_embeds: torch.Tensor | None = None,
-                        steer_steps: int = 0) -> Trajectories:
+                        steer_steps: int = 0, diversity=None, codes: torch.Tensor | None = None) -> Trajectories:
     """`steer_embeds` (B x L x D): the condition of the first `steer_steps` steps instead of
     `prompt_embeds` (RL exploration); the trajectories keep `prompt_embeds`, and the steered
-    steps' log-probabilities are those of the steering condition (the trainer re-scores them)."""
+    steps' log-probabilities are those of the steering condition (the trainer re-scores them).
+    `diversity` (ml.diffusion.diversity.DiversityCodes) with `codes` (B): each row's code is added
+    to its condition; the trajectories keep the plain `prompt_embeds` and the codes."""
     unet = unet or pipe.unet
+    condition_embeds = prompt_embeds if diversity is None else diversity(prompt_embeds, codes)
+    if diversity is not None and steer_embeds is not None:
+        steer_embeds = diversity(steer_embeds, codes)
     scheduler = pipe.scheduler
     scheduler.set_timesteps(config.num_inference_steps, device=pipe.device)
     b = prompt_embeds.shape[0]
@@ -68,22 +77,30 @@ def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torc
     negative = negative_embeds.expand(b, -1, -1) if negative_embeds.shape[0] == 1 else negative_embeds
     all_latents, log_probs = [latents], []
     for k, t in enumerate(scheduler.timesteps):
-        condition = steer_embeds if steer_embeds is not None and k < steer_steps else prompt_embeds
+        condition = steer_embeds if steer_embeds is not None and k < steer_steps else condition_embeds
         noise = guided_noise(unet, latents, t, condition, negative, config.guidance_scale)
         latents, log_prob = ddim_step_with_logprob(scheduler, noise, t, latents, config.num_inference_steps, config.eta, generator=generator)
         all_latents.append(latents)
         log_probs.append(log_prob)
-    return Trajectories(prompt_embeds, torch.stack(all_latents, 1), torch.stack(log_probs, 1), scheduler.timesteps.clone(), decode(pipe, latents))
+    return Trajectories(prompt_embeds, torch.stack(all_latents, 1), torch.stack(log_probs, 1), scheduler.timesteps.clone(), decode(pipe, latents),
+                        None if diversity is None else codes)
 
 
 @torch.no_grad()
-def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None) -> torch.Tensor:
-    """Images B x 3 x H x W in [0, 1]; batch b uses seed + b (fixed seeds for evaluation)."""
+def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None, diversity=None) -> torch.Tensor:
+    """Images B x 3 x H x W in [0, 1]; batch b uses seed + b (fixed seeds for evaluation). With
+    `diversity` (default: the pipeline's own codes, unless another `unet` is given) the codes come
+    from a generator of their own, so a model with codes and one without start from the same noise."""
+    if diversity is None and unet is None:
+        diversity = getattr(pipe, "diversity_codes", None)
     negative = encode_prompts(pipe, [""])
     out = []
     for start in range(0, len(prompts), batch_size):
         generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
-        out.append(sample_trajectories(pipe, encode_prompts(pipe, prompts[start:start + batch_size]), negative, sampling, generator, unet=unet).images)
+        batch = prompts[start:start + batch_size]
+        codes = None if diversity is None else diversity.draw(len(batch), torch.Generator().manual_seed(CODE_SEED_OFFSET + seed + start))
+        out.append(sample_trajectories(pipe, encode_prompts(pipe, batch), negative, sampling, generator, unet=unet, diversity=diversity,
+                                       codes=codes).images)
     return torch.cat(out)
 
 

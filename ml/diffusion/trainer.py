@@ -24,6 +24,7 @@ from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
 from ml.rewards.base import MultiReward
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+DIVERSITY_KEY = "diversity_codes.embedding"  # the codes' entry in a checkpoint's trainable tensors
 
 
 class RLConfig(BaseModel):
@@ -83,6 +84,13 @@ class RLConfig(BaseModel):
                                               "policy gradient trains on, all but skip_final_steps)")
     mixture_distill_from_step: int = Field(0, ge=0, description="the first chain step that term trains on (1: not the first, whose "
                                            "latent is pure noise and whose target can only be the groups' mean)")
+    diversity_codes: int = Field(0, ge=0, description="K > 1: each sample also draws a code uniformly from K, added to its text "
+                                 "condition (ml.diffusion.diversity); the codes start at zero and train with the LoRA, and the "
+                                 "distillation term's group g trains under code g mod K (0: no codes)")
+    diversity_lr: float | None = Field(None, gt=0, description="the codes' learning rate (None: lr)")
+    code_invariance_weight: float = Field(0.0, ge=0, description="weight of a term that keeps a code from changing a prompt that "
+                                          "names its group: for those rows, at one trained step, the policy's guided noise prediction "
+                                          "with the row's code learns its own prediction without one")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -206,13 +214,29 @@ class RLTrainer:
         if config.gradient_checkpointing and torch.cuda.is_available():
             unet.enable_gradient_checkpointing()
         self.trainable = [p for p in unet.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
+        groups = [{"params": list(self.trainable)}]
+        self.diversity = None
+        if config.diversity_codes > 1:
+            from ml.diffusion.diversity import DiversityCodes
+
+            self.diversity = DiversityCodes(config.diversity_codes, pipe.text_encoder.config.hidden_size).to(pipe.device)
+            groups.append({"params": [self.diversity.embedding], "lr": config.diversity_lr or config.lr, "weight_decay": 0.0})
+            self.trainable.append(self.diversity.embedding)
+            pipe.diversity_codes = self.diversity  # the pipeline is the policy: generate(pipe) draws its codes
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         self.unet, self.optimizer, self.scheduler = self.accelerator.prepare(unet, optimizer, scheduler)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         unet = self.accelerator.unwrap_model(self.unet)
-        return {name: p.detach().cpu().clone() for name, p in unet.named_parameters() if p.requires_grad}
+        state = {name: p.detach().cpu().clone() for name, p in unet.named_parameters() if p.requires_grad}
+        if self.diversity is not None:
+            state[DIVERSITY_KEY] = self.diversity.embedding.detach().cpu().clone()
+        return state
+
+    def _coded(self, embeds: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        """The policy's text condition: with diversity codes, each row's code added."""
+        return embeds if self.diversity is None else self.diversity(embeds, codes)
 
     # -- one iteration ------------------------------------------------------------------------
 
@@ -236,7 +260,8 @@ class RLTrainer:
         latents = trajectories.latents[rows, steps]
         next_latents = trajectories.latents[rows, steps + 1]
         t = trajectories.timesteps[steps]
-        noise = guided_noise(self.unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+        embeds = self._coded(trajectories.prompt_embeds[rows], None if trajectories.codes is None else trajectories.codes[rows])
+        noise = guided_noise(self.unet, latents, t, embeds, self.negative.expand(len(rows), -1, -1), config.guidance_scale)
         _, log_prob, mean, std = ddim_step_with_logprob(self.pipe.scheduler, noise, t, latents, config.num_inference_steps, config.eta,
                                                         prev_sample=next_latents, return_mean=True)
         return log_prob, mean, std, latents, t, rows
@@ -268,7 +293,8 @@ class RLTrainer:
         config = self.config.sampling
         latents = trajectories.latents[rows, steps]
         t = trajectories.timesteps[steps]
-        noise = guided_noise(self.unet, latents, t, trajectories.prompt_embeds[rows], self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+        embeds = self._coded(trajectories.prompt_embeds[rows], None if trajectories.codes is None else trajectories.codes[rows])
+        noise = guided_noise(self.unet, latents, t, embeds, self.negative.expand(len(rows), -1, -1), config.guidance_scale)
         return decode_with_grad(self.pipe.vae, predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps))
 
     def _pathwise_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]):
@@ -318,7 +344,8 @@ class RLTrainer:
         index = torch.as_tensor(rows)
         for k in range(min(self.config.explore_steps, len(trajectories.timesteps))):
             t = trajectories.timesteps[k]
-            noise = guided_noise(self.unet, trajectories.latents[index, k], t, trajectories.prompt_embeds[index],
+            embeds = self._coded(trajectories.prompt_embeds[index], None if trajectories.codes is None else trajectories.codes[index])
+            noise = guided_noise(self.unet, trajectories.latents[index, k], t, embeds,
                                  self.negative.expand(len(rows), -1, -1), config.guidance_scale)
             _, log_prob = ddim_step_with_logprob(self.pipe.scheduler, noise, t, trajectories.latents[index, k], config.num_inference_steps,
                                                  config.eta, prev_sample=trajectories.latents[index, k + 1])
@@ -333,7 +360,7 @@ class RLTrainer:
         prompt's own chain, so each already carries its group: the policy is asked to continue
         what it is given, not to guess a group from noise. None when no prompt leaves a group open."""
         config = self.config
-        rows, named = [], []
+        rows, named, codes = [], [], []
         for prompt in dict.fromkeys(p for p, m in zip(prompts, metadata) if any(r.applies(m) for r in self.explorers)):
             members = [i for i, p in enumerate(prompts) if p == prompt]
             reward = next(r for r in self.explorers if r.applies(metadata[members[0]]))
@@ -344,6 +371,7 @@ class RLTrainer:
                 if (text := reward.group_prompt(reward.groups[g], metadata[i])) is not None:
                     rows.append(i)
                     named.append(text)
+                    codes.append(int(g) % config.diversity_codes if config.diversity_codes > 1 else 0)
         if not rows:
             return None
         horizon = config.sampling.num_inference_steps
@@ -360,7 +388,7 @@ class RLTrainer:
             all_latents.append(latents)
             targets.append(noise)
             latents, _ = ddim_step_with_logprob(scheduler, noise, t, latents, horizon, config.sampling.eta, generator=self.generator)
-        return {"rows": torch.as_tensor(rows), "named": named, "latents": torch.stack(all_latents, 1), "targets": torch.stack(targets, 1),
+        return {"rows": torch.as_tensor(rows), "named": named, "codes": torch.as_tensor(codes), "latents": torch.stack(all_latents, 1), "targets": torch.stack(targets, 1),
                 "timesteps": scheduler.timesteps[:steps].clone()}
 
     def _mixture_loss(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
@@ -369,9 +397,20 @@ class RLTrainer:
         trained = self.config.mixture_distill_range
         at = torch.as_tensor(self.rng.integers(trained.start, trained.stop, len(part)))
         latents = mixture["latents"][part, at]
-        noise = guided_noise(self.unet, latents, mixture["timesteps"][at], embeds[mixture["rows"][part]], self.negative.expand(len(part), -1, -1),
+        condition = self._coded(embeds[mixture["rows"][part]], mixture["codes"][part])
+        noise = guided_noise(self.unet, latents, mixture["timesteps"][at], condition, self.negative.expand(len(part), -1, -1),
                              self.config.sampling.guidance_scale)
         return torch.nn.functional.mse_loss(noise, mixture["targets"][part, at])
+
+    def _code_invariance_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Mean squared change a row's code makes to the policy's guided noise prediction: on
+        prompts that name their group the codes should change nothing."""
+        guidance, negative = self.config.sampling.guidance_scale, self.negative.expand(len(rows), -1, -1)
+        latents, t, embeds = trajectories.latents[rows, steps], trajectories.timesteps[steps], trajectories.prompt_embeds[rows]
+        with torch.no_grad():
+            plain = guided_noise(self.unet, latents, t, embeds, negative, guidance)
+        coded = guided_noise(self.unet, latents, t, self._coded(embeds, trajectories.codes[rows]), negative, guidance)
+        return torch.nn.functional.mse_loss(coded, plain)
 
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
@@ -381,6 +420,8 @@ class RLTrainer:
         t = torch.as_tensor(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, len(rows)), device=latents.device)
         noisy = self.pipe.scheduler.add_noise(latents, noise, t)
         embeds = encode_prompts(self.pipe, [data.prompts[i] for i in rows.tolist()])
+        if self.diversity is not None:  # captions name their colour: whatever the code, the image is the caption's
+            embeds = self.diversity(embeds, self.diversity.draw(len(rows), self.generator))
         return torch.nn.functional.mse_loss(self.unet(noisy, t, encoder_hidden_states=embeds).sample, noise)
 
     def step(self) -> dict:
@@ -392,8 +433,9 @@ class RLTrainer:
         with torch.no_grad():
             embeds = encode_prompts(self.pipe, prompts)
             steer, steered = self._steering(prompts, metadata, embeds) if config.explore_share > 0 else (None, [])
+            codes = None if self.diversity is None else self.diversity.draw(len(prompts), self.generator)
             trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet,
-                                               steer_embeds=steer, steer_steps=config.explore_steps)
+                                               steer_embeds=steer, steer_steps=config.explore_steps, diversity=self.diversity, codes=codes)
             if steered:
                 self._rescore(trajectories, steered)
         sampled = time.perf_counter()
@@ -409,7 +451,7 @@ class RLTrainer:
         self.unet.train()
         n, horizon = trajectories.log_probs.shape
         stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": [], "pathwise_loss": [],
-                 "pathwise_fidelity_loss": [], "mixture_loss": []}
+                 "pathwise_fidelity_loss": [], "mixture_loss": [], "code_invariance_loss": []}
         updates = 0
         for _ in range(config.inner_epochs):
             order = torch.as_tensor(self.rng.permutation(n))
@@ -451,6 +493,12 @@ class RLTrainer:
                     fidelity = self._pathwise_fidelity_loss(trajectories, scored, at, prompts, metadata)
                     self.accelerator.backward(config.pathwise_fidelity_weight * fidelity * len(scored) / len(rows) / config.gradient_accumulation)
                     stats["pathwise_fidelity_loss"].append(float(fidelity.detach()))
+                if self.diversity is not None and config.code_invariance_weight > 0:
+                    named_rows = rows[torch.as_tensor([not any(r.applies(metadata[i]) for r in self.parity) for i in rows.tolist()], dtype=torch.bool)]
+                    if len(named_rows):
+                        invariance = self._code_invariance_loss(trajectories, named_rows, steps[named_rows, 0])
+                        self.accelerator.backward(config.code_invariance_weight * invariance * len(named_rows) / len(rows) / config.gradient_accumulation)
+                        stats["code_invariance_loss"].append(float(invariance.detach()))
                 if mixture is not None and len(mixture_parts[m]):
                     mixture_loss = self._mixture_loss(mixture, mixture_parts[m], trajectories.prompt_embeds)
                     self.accelerator.backward(config.mixture_distill_weight * mixture_loss / config.gradient_accumulation)
@@ -504,7 +552,8 @@ class RLTrainer:
     @torch.no_grad()
     def evaluate(self, prompts: list[str], metadata: list[dict], seed: int = 1234, batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
         """Rewards of fresh samples with a fixed seed: the same noise for the same prompts every time."""
-        return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet)
+        return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet,
+                                diversity=self.diversity)
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -539,11 +588,13 @@ class RLTrainer:
             raise ValueError(f"checkpoint {folder} was {state['finetune']} fine-tuning; this trainer is {self.config.finetune}")
         weights = load_file(str(folder / "trainable.safetensors"))
         unet = self.accelerator.unwrap_model(self.unet)
-        expected = {name for name, p in unet.named_parameters() if p.requires_grad}
+        expected = {name for name, p in unet.named_parameters() if p.requires_grad} | ({DIVERSITY_KEY} if self.diversity is not None else set())
         if set(weights) != expected:
             raise ValueError(f"checkpoint {folder} holds {len(weights)} tensors that do not match the {len(expected)} trainable ones")
         with torch.no_grad():
             params = dict(unet.named_parameters())
+            if self.diversity is not None:
+                params[DIVERSITY_KEY] = self.diversity.embedding
             for name, tensor in weights.items():
                 params[name].copy_(tensor)
         optim = torch.load(folder / "optimizer.pt", weights_only=True)
@@ -560,12 +611,12 @@ class RLTrainer:
 
 @torch.no_grad()
 def evaluate_rewards(pipe, reward: MultiReward, prompts: list[str], metadata: list[dict], sampling: SamplingConfig, seed: int = 1234,
-                     batch_size: int = 64, unet=None) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
+                     batch_size: int = 64, unet=None, diversity=None) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
     """(total, components, images) for the prompts, sampled with fixed seeds (`generate`)."""
     model = unet or pipe.unet
     was_training = model.training
     model.eval()
-    images = generate(pipe, prompts, sampling, seed, batch_size, unet=unet)
+    images = generate(pipe, prompts, sampling, seed, batch_size, unet=unet, diversity=diversity)
     model.train(was_training)
     with reward.memory_off():
         total, components = reward(images, prompts, metadata)

@@ -126,6 +126,9 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert rl_run.metrics["iterations"] == generation["iterations"] and int(rl_run.params["iterations"]) == generation["iterations_budget"]
     pipe = load_pipeline(str(download_model(f"models:/shopwindow-generator/{rl_version.version}", tracking, tmp_path / "generator")))
     assert len(pipe.tokenizer) == 49408 and not any("lora" in n for n, _ in pipe.unet.named_parameters())
+    # its diversity codes travel beside the pipeline through the registry, trained away from their zero start
+    assert pipe.diversity_codes is not None and pipe.diversity_codes.count == GenerationResource().diversity_codes
+    assert pipe.diversity_codes.embedding.abs().sum() > 0
 
     # evaluation: both reports, and a verdict alias on the RL version that matches its gates
     evaluation = summary["evaluation"]

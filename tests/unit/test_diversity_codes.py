@@ -1,0 +1,118 @@
+"""Diversity codes (ml.diffusion.diversity): zero codes leave the model as it was, a code moves only
+its own padding position, codes travel with a saved pipeline, and the RL trainer trains them, with
+the distillation term teaching group g under code g."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ml.diffusion.diversity import WEIGHTS_FILE, DiversityCodes
+from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
+from ml.diffusion.sampling import SamplingConfig, encode_prompts, generate, sample_trajectories
+from ml.diffusion.trainer import DIVERSITY_KEY, RLConfig, RLTrainer
+from ml.rewards import MultiReward, make_reward
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = TinyPipelineConfig(image_size=16, vae_channels=(8, 16), unet_channels=(32, 32), norm_groups=8, text_hidden=32, text_ffn=64, text_heads=2)
+SAMPLING = SamplingConfig(num_inference_steps=4, guidance_scale=3.0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("clip-tokenizer")
+
+
+def test_zero_codes_change_nothing_and_a_code_moves_only_its_position(tokenizer_dir):
+    pipe = build_tiny_pipeline(TINY, tokenizer_dir)
+    codes = DiversityCodes(8, TINY.text_hidden)
+    embeds = encode_prompts(pipe, ["a coat", "a red dress", "a bag"])
+    chosen = torch.tensor([0, 3, 7])
+    assert torch.equal(codes(embeds, chosen), embeds)
+    prompts = ["a coat", "a red dress"] * 2
+    assert torch.equal(generate(pipe, prompts, SAMPLING, seed=5, diversity=codes), generate(pipe, prompts, SAMPLING, seed=5))
+
+    with torch.no_grad():
+        codes.embedding.normal_()
+    coded = codes(embeds, chosen)
+    assert torch.equal(coded[:, :-1], embeds[:, :-1])
+    assert torch.allclose(coded[:, -1] - embeds[:, -1], codes.embedding[chosen])
+    assert not torch.allclose(generate(pipe, prompts, SAMPLING, seed=5, diversity=codes), generate(pipe, prompts, SAMPLING, seed=5))
+    drawn = codes.draw(400, torch.Generator().manual_seed(0))
+    assert drawn.min() == 0 and drawn.max() == 7 and len(drawn.unique()) == 8
+    with pytest.raises(ValueError, match="one code per condition row"):
+        codes(embeds, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        DiversityCodes(1, 4)
+
+
+def test_codes_travel_with_a_saved_pipeline_and_generate_uses_them(tokenizer_dir, tmp_path):
+    pipe = build_tiny_pipeline(TINY, tokenizer_dir)
+    pipe.save_pretrained(tmp_path / "plain")
+    assert load_pipeline(str(tmp_path / "plain")).diversity_codes is None
+    codes = DiversityCodes(4, TINY.text_hidden)
+    with torch.no_grad():
+        codes.embedding.normal_()
+    pipe.save_pretrained(tmp_path / "coded")
+    codes.save(tmp_path / "coded")
+    assert (tmp_path / "coded" / WEIGHTS_FILE).exists()
+    loaded = load_pipeline(str(tmp_path / "coded"))
+    assert torch.equal(loaded.diversity_codes.embedding, codes.embedding) and loaded.diversity_codes.position == codes.position
+    prompts = ["a coat"] * 3
+    assert torch.allclose(generate(loaded, prompts, SAMPLING, seed=2), generate(pipe, prompts, SAMPLING, seed=2, diversity=codes), atol=1e-6)
+    assert not torch.allclose(generate(loaded, prompts, SAMPLING, seed=2), generate(pipe, prompts, SAMPLING, seed=2), atol=1e-3)
+
+
+def test_the_trainer_trains_its_codes_and_distils_group_g_under_code_g(tokenizer_dir, tmp_path):
+    prompts, meta = ["a coat", "a red dress"], [{"names_color": False, "category": "coat"}, {"names_color": True, "category": "dress"}]
+    parity = make_reward("color_parity", objective="kl", memory=16)
+    config = RLConfig(iterations=2, prompts_per_iteration=2, samples_per_prompt=8, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
+                      sampling=SAMPLING, skip_final_steps=1, mixture_distill_weight=1.0, mixture_distill_from_step=0, mixture_distill_groups="even",
+                      diversity_codes=8, pretrain_weight=0.0)
+    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (parity, 1.0)}), prompts, meta, config,
+                        output_dir=tmp_path)
+    assert not trainer.diversity.embedding.any()
+    mixture = trainer._mixture_targets(["a coat"] * 8 + ["a red dress"] * 8, [meta[0]] * 8 + [meta[1]] * 8)
+    assert sorted(mixture["codes"].tolist()) == list(range(8))
+    assert mixture["named"] == [f"a {parity.groups[c]} coat" for c in mixture["codes"].tolist()]
+
+    trainer.train()
+    assert trainer.diversity.embedding.abs().sum() > 0 and all(h["mixture_loss"] > 0 for h in trainer.history)
+    state = trainer.trainable_state()
+    assert torch.equal(state[DIVERSITY_KEY], trainer.diversity.embedding.detach())
+    resumed = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity", objective="kl", memory=16), 1.0)}),
+                        prompts, meta, config)
+    resumed.load_checkpoint(tmp_path / "checkpoints" / "iteration-000002")
+    assert torch.equal(resumed.diversity.embedding, trainer.diversity.embedding)
+    plain = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity"), 1.0)}), prompts, meta,
+                      config.model_copy(update={"diversity_codes": 0}))
+    with pytest.raises(ValueError, match="do not match"):
+        plain.load_checkpoint(tmp_path / "checkpoints" / "iteration-000002")
+
+
+def test_the_invariance_term_teaches_a_prompt_that_names_its_colour_to_ignore_the_code(tokenizer_dir):
+    """code_invariance_weight: zero codes change nothing (loss 0); a code that moves a titled
+    prompt's prediction is pulled back, and only titled rows are scored."""
+    prompts, meta = ["a red dress", "a coat"], [{"names_color": True, "category": "dress"}, {"names_color": False, "category": "coat"}]
+    parity = make_reward("color_parity", objective="kl", memory=16)
+    config = RLConfig(iterations=3, prompts_per_iteration=2, samples_per_prompt=4, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
+                      sampling=SAMPLING, skip_final_steps=1, diversity_codes=4, code_invariance_weight=1.0, pretrain_weight=0.0)
+    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (parity, 1.0)}), prompts, meta, config)
+    embeds = encode_prompts(trainer.pipe, ["a red dress"] * 4)
+    trajectories = sample_trajectories(trainer.pipe, embeds, trainer.negative, SAMPLING, torch.Generator().manual_seed(0), unet=trainer.unet,
+                                       diversity=trainer.diversity, codes=torch.arange(4))
+    rows, steps = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    assert float(trainer._code_invariance_loss(trajectories, rows, steps)) == 0.0
+    with torch.no_grad():
+        trainer.diversity.embedding.normal_(std=3.0)
+    losses = []
+    for _ in range(6):
+        trainer.optimizer.zero_grad()
+        loss = trainer._code_invariance_loss(trajectories, rows, steps)
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[0] > 0 and losses[-1] < 0.8 * losses[0]
+    trainer.train()
+    assert all(h["code_invariance_loss"] >= 0 for h in trainer.history if "code_invariance_loss" in h)
+    assert any("code_invariance_loss" in h for h in trainer.history)
