@@ -238,6 +238,10 @@ class RLTrainer:
         """The policy's text condition: with diversity codes, each row's code added."""
         return embeds if self.diversity is None else self.diversity(embeds, codes)
 
+    def _trajectory_condition(self, trajectories, rows: torch.Tensor) -> torch.Tensor:
+        """The policy's text condition for trajectory rows, with the codes they were sampled under."""
+        return self._coded(trajectories.prompt_embeds[rows], None if trajectories.codes is None else trajectories.codes[rows])
+
     # -- one iteration ------------------------------------------------------------------------
 
     def _choose_prompts(self) -> tuple[list[str], list[dict]]:
@@ -260,7 +264,7 @@ class RLTrainer:
         latents = trajectories.latents[rows, steps]
         next_latents = trajectories.latents[rows, steps + 1]
         t = trajectories.timesteps[steps]
-        embeds = self._coded(trajectories.prompt_embeds[rows], None if trajectories.codes is None else trajectories.codes[rows])
+        embeds = self._trajectory_condition(trajectories, rows)
         noise = guided_noise(self.unet, latents, t, embeds, self.negative.expand(len(rows), -1, -1), config.guidance_scale)
         _, log_prob, mean, std = ddim_step_with_logprob(self.pipe.scheduler, noise, t, latents, config.num_inference_steps, config.eta,
                                                         prev_sample=next_latents, return_mean=True)
@@ -293,7 +297,7 @@ class RLTrainer:
         config = self.config.sampling
         latents = trajectories.latents[rows, steps]
         t = trajectories.timesteps[steps]
-        embeds = self._coded(trajectories.prompt_embeds[rows], None if trajectories.codes is None else trajectories.codes[rows])
+        embeds = self._trajectory_condition(trajectories, rows)
         noise = guided_noise(self.unet, latents, t, embeds, self.negative.expand(len(rows), -1, -1), config.guidance_scale)
         return decode_with_grad(self.pipe.vae, predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps))
 
@@ -315,8 +319,10 @@ class RLTrainer:
     def _pathwise_fidelity_rows(self, rows: torch.Tensor, metadata: list[dict]) -> torch.Tensor:
         """The minibatch rows the pathwise fidelity term scores: all, or (skip_open) those whose
         prompt no parity reward applies to."""
-        if not self.config.pathwise_fidelity_skip_open:
-            return rows
+        return self._named_rows(rows, metadata) if self.config.pathwise_fidelity_skip_open else rows
+
+    def _named_rows(self, rows: torch.Tensor, metadata: list[dict]) -> torch.Tensor:
+        """The rows whose prompt no parity reward applies to: it names its group (a title)."""
         keep = [not any(r.applies(metadata[i]) for r in self.parity) for i in rows.tolist()]
         return rows[torch.as_tensor(keep, dtype=torch.bool)]
 
@@ -344,7 +350,7 @@ class RLTrainer:
         index = torch.as_tensor(rows)
         for k in range(min(self.config.explore_steps, len(trajectories.timesteps))):
             t = trajectories.timesteps[k]
-            embeds = self._coded(trajectories.prompt_embeds[index], None if trajectories.codes is None else trajectories.codes[index])
+            embeds = self._trajectory_condition(trajectories, index)
             noise = guided_noise(self.unet, trajectories.latents[index, k], t, embeds,
                                  self.negative.expand(len(rows), -1, -1), config.guidance_scale)
             _, log_prob = ddim_step_with_logprob(self.pipe.scheduler, noise, t, trajectories.latents[index, k], config.num_inference_steps,
@@ -409,7 +415,7 @@ class RLTrainer:
         latents, t, embeds = trajectories.latents[rows, steps], trajectories.timesteps[steps], trajectories.prompt_embeds[rows]
         with torch.no_grad():
             plain = guided_noise(self.unet, latents, t, embeds, negative, guidance)
-        coded = guided_noise(self.unet, latents, t, self._coded(embeds, trajectories.codes[rows]), negative, guidance)
+        coded = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), negative, guidance)
         return torch.nn.functional.mse_loss(coded, plain)
 
     def _pretrain_loss(self) -> torch.Tensor:
@@ -494,7 +500,7 @@ class RLTrainer:
                     self.accelerator.backward(config.pathwise_fidelity_weight * fidelity * len(scored) / len(rows) / config.gradient_accumulation)
                     stats["pathwise_fidelity_loss"].append(float(fidelity.detach()))
                 if self.diversity is not None and config.code_invariance_weight > 0:
-                    named_rows = rows[torch.as_tensor([not any(r.applies(metadata[i]) for r in self.parity) for i in rows.tolist()], dtype=torch.bool)]
+                    named_rows = self._named_rows(rows, metadata)
                     if len(named_rows):
                         invariance = self._code_invariance_loss(trajectories, named_rows, steps[named_rows, 0])
                         self.accelerator.backward(config.code_invariance_weight * invariance * len(named_rows) / len(rows) / config.gradient_accumulation)
