@@ -222,13 +222,16 @@ class GenerationResource(ConfigurableResource):
     # ml.diffusion.trainer.RLConfig: the fidelity reward's own gradient through one step's predicted image, next to the policy
     # gradient, for titled prompts only (skip_open). On the f591426 demo state, 5 minutes each side by side at 1 thread: win-rate
     # 0.73 [0.59, 0.84] and parity -16% at 0.03, against 0.63 [0.46, 0.76] and -23% without; 0.1: 0.76, -10%; 1: 0.75, +11%;
-    # 1 on every prompt: 0.80 [0.68, 0.88], +6% (README, "Why the demo's RL also follows the fidelity reward's own gradient")
+    # 1 on every prompt: 0.80 [0.68, 0.88], +6% (README, "Why the demo's RL also follows the fidelity reward's own gradient").
+    # With diversity codes (3a165e0 state, 300 iterations) 0 / 0.01 / 0.03 / 0.05 / 0.1: win-rate 0.18 / 0.50 / 0.76 / 0.72 / 0.58,
+    # parity -78% / -75% / -69% / -54% / -24%: it is all of RL's category gain, and above 0.03 it thins the garments' ink
     pathwise_fidelity_weight: float = 0.03
     pathwise_fidelity_step: int | None = None  # None: one of each trajectory's trained steps at random; -1: the last (DRaFT-1)
     pathwise_fidelity_skip_open: bool = True
     # False: that term follows the category's probability only, not the prompted colour's. Same state, seeds 0 / 1: win-rate 0.81
     # [0.71, 0.91] / 0.74 against 0.73 / 0.72 with the colour, parity -17% / -9% against -16% / -9%, but the judge's colour hits
-    # 0.97 / 0.94 against 1.00 (the policy gradient still rewards the colour; the base draws it 0.98-1.0 of the time)
+    # 0.97 / 0.94 against 1.00 (the policy gradient still rewards the colour; the base draws it 0.98-1.0 of the time). With
+    # diversity codes, weights 0.03 / 0.05 / 0.1 with the colour: colour reads 1.00 / 0.997 / 0.997, win-rate 0.48 / 0.55 / 0.58
     pathwise_fidelity_color: bool = False
     # False: that term's gradient keeps each pixel's hue (only the ink's amount moves), so it does not pull a held-out prompt off its
     # colour. Four pairs (two states, seeds 0 / 1, rl_recipes 300 iterations): win-rate +0.014, +0.007, -0.041, 0.000 against the
