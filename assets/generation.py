@@ -258,15 +258,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, float)} | {"iterations": float(trainer.iteration)})  # the budget is the param
         curves = plot_rl_history(history, folder.parent / "rl_curves.png", f"RL {config.finetune}, {trainer.iteration} iterations")
         run.client.log_artifact(run.run_id, str(curves), "plots")
-        unet = trainer.accelerator.unwrap_model(trainer.unet)
-        if config.finetune == "lora":
-            unet.save_lora_adapter(str(folder.parent / "rl_lora"))  # the adapter alone, for users who prefer it
-            unet.fuse_lora()
-            unet.unload_lora()
-        pipe.unet = unet
-        pipe.save_pretrained(folder)
-        if trainer.diversity is not None:  # beside the pipeline: load_pipeline attaches them and generate draws them
-            trainer.diversity.save(folder)
+        trainer.save_pipeline(folder, lora_folder=folder.parent / "rl_lora")  # the adapter alone too, for users who prefer it
         version = register_folder(run, folder, "generator", generation.registered_name,
                                   tags={"snapshot": context.partition_key, "kind": "rl", "base_version": base_generator.figures.get("version"),
                                         **{k: round(v, 4) for k, v in figures.items() if isinstance(v, float)}})

@@ -39,9 +39,9 @@ class DiversityCodes(torch.nn.Module):
         """B x L x D text condition -> the same with each row's code vector added at `position`."""
         if codes.shape != embeds.shape[:1]:
             raise ValueError(f"one code per condition row: {tuple(codes.shape)} codes for {embeds.shape[0]} rows")
-        mask = torch.zeros(embeds.shape[1], 1, device=embeds.device, dtype=embeds.dtype)
-        mask[self.position] = 1
-        return embeds + mask * self.embedding[codes.to(self.embedding.device)][:, None, :].to(embeds.dtype)
+        coded = embeds.clone()
+        coded[:, self.position] += self.embedding[codes.to(self.embedding.device)].to(device=embeds.device, dtype=embeds.dtype)
+        return coded
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes, uniform over the K."""

@@ -50,15 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         output = Path(args.output)
-        unet = accelerator.unwrap_model(trainer.unet)
-        if config.finetune == "lora":
-            unet.save_lora_adapter(str(output / "lora"))
-            unet.fuse_lora()
-            unet.unload_lora()
-        pipe.unet = unet
-        pipe.save_pretrained(output / "pipeline")
-        if trainer.diversity is not None:
-            trainer.diversity.save(output / "pipeline")
+        trainer.save_pipeline(output / "pipeline", lora_folder=output / "lora")
         (output / "history.json").write_text(json.dumps(history))
         print(json.dumps({"iterations": trainer.iteration, "reward_first": history[0]["reward"] if history else None,
                           "reward_last": history[-1]["reward"] if history else None, "pipeline": str(output / "pipeline")}))

@@ -561,6 +561,23 @@ class RLTrainer:
         return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet,
                                 diversity=self.diversity)
 
+    def save_pipeline(self, folder: str | Path, lora_folder: str | Path | None = None) -> Path:
+        """The trained policy as a pipeline folder load_pipeline reads: a LoRA fused into the UNet
+        (its adapter alone under `lora_folder` when given), the diversity codes beside it. Fusing
+        ends training: call it once, after the last step."""
+        folder = Path(folder)
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.config.finetune == "lora":
+            if lora_folder is not None:
+                unet.save_lora_adapter(str(lora_folder))
+            unet.fuse_lora()
+            unet.unload_lora()
+        self.pipe.unet = unet
+        self.pipe.save_pretrained(folder)
+        if self.diversity is not None:  # load_pipeline attaches them and generate draws them
+            self.diversity.save(folder)
+        return folder
+
     # -- checkpoints --------------------------------------------------------------------------
 
     def save_checkpoint(self, folder: str | Path) -> Path:

@@ -89,6 +89,12 @@ def test_the_trainer_trains_its_codes_and_distils_group_g_under_code_g(tokenizer
     with pytest.raises(ValueError, match="do not match"):
         plain.load_checkpoint(tmp_path / "checkpoints" / "iteration-000002")
 
+    # the saved pipeline (LoRA fused, codes beside it) draws what the trained policy draws
+    trained = generate(trainer.pipe, ["a coat"] * 3, SAMPLING, seed=2, unet=trainer.unet, diversity=trainer.diversity)
+    saved = load_pipeline(str(trainer.save_pipeline(tmp_path / "pipeline", lora_folder=tmp_path / "lora")))
+    assert torch.equal(saved.diversity_codes.embedding, trainer.diversity.embedding.detach()) and (tmp_path / "lora").exists()
+    assert torch.allclose(generate(saved, ["a coat"] * 3, SAMPLING, seed=2), trained, atol=1e-4)
+
 
 def test_the_invariance_term_teaches_a_prompt_that_names_its_colour_to_ignore_the_code(tokenizer_dir):
     """code_invariance_weight: zero codes change nothing (loss 0); a code that moves a titled
