@@ -84,6 +84,9 @@ class RLConfig(BaseModel):
                                               "policy gradient trains on, all but skip_final_steps)")
     mixture_distill_from_step: int = Field(0, ge=0, description="the first chain step that term trains on (1: not the first, whose "
                                            "latent is pure noise and whose target can only be the groups' mean)")
+    mixture_distill_codes_only: bool = Field(False, description="that term trains the diversity codes alone, not the LoRA or UNet: "
+                                              "the codes carry the groups and the shared weights, which also draw the prompts that name "
+                                              "their group, do not learn the named prompts' images (needs diversity_codes)")
     diversity_codes: int = Field(0, ge=0, description="K > 1: each sample also draws a code uniformly from K, added to its text "
                                  "condition (ml.diffusion.diversity); the codes start at zero and train with the LoRA, and the "
                                  "distillation term's group g trains under code g mod K (0: no codes)")
@@ -91,6 +94,10 @@ class RLConfig(BaseModel):
     code_invariance_weight: float = Field(0.0, ge=0, description="weight of a term that keeps a code from changing a prompt that "
                                           "names its group: for those rows, at one trained step, the policy's guided noise prediction "
                                           "with the row's code learns its own prediction without one")
+    title_anchor_weight: float = Field(0.0, ge=0, description="weight of a term that holds prompts naming their group near the base: "
+                                       "for those rows, at one trained step, the policy's guided noise prediction (with the row's code) "
+                                       "learns the base's without one. The parity side's training reaches titles through the shared "
+                                       "weights; this pulls them back where the other terms do not need them moved")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -184,6 +191,8 @@ class RLTrainer:
             raise ValueError("pathwise_parity_weight > 0 needs a parity reward with a differentiable reader (e.g. color_parity)")
         if config.mixture_distill_weight > 0 and not self.explorers:
             raise ValueError("mixture_distill_weight > 0 needs a parity reward that can name its groups in a prompt (e.g. color_parity)")
+        if config.mixture_distill_codes_only and config.diversity_codes < 2:
+            raise ValueError("mixture_distill_codes_only needs diversity_codes > 1: the codes are what that term trains")
         if config.pathwise_fidelity_weight > 0 and not self.fidelity_pathwise:
             raise ValueError("pathwise_fidelity_weight > 0 needs a weighted reward that is differentiable in the pixels (e.g. prompt_fidelity)")
         self._prepare_model()
@@ -207,7 +216,7 @@ class RLTrainer:
                 param.requires_grad_("lora_" in name)
         else:
             unet.requires_grad_(True)
-            if config.kl_weight > 0 or config.mixture_distill_weight > 0:  # a frozen copy of the base for the KL and distillation terms
+            if config.kl_weight > 0 or config.mixture_distill_weight > 0 or config.title_anchor_weight > 0:  # a frozen copy of the base for the KL and distillation terms
                 import copy
 
                 self.base_unet = copy.deepcopy(unet).requires_grad_(False).eval()
@@ -408,6 +417,14 @@ class RLTrainer:
                              self.config.sampling.guidance_scale)
         return torch.nn.functional.mse_loss(noise, mixture["targets"][part, at])
 
+    def _mixture_backward(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> float:
+        """The distillation term's gradient, into the codes alone with mixture_distill_codes_only."""
+        config = self.config
+        loss = self._mixture_loss(mixture, part, embeds)
+        self.accelerator.backward(config.mixture_distill_weight * loss / config.gradient_accumulation,
+                                  inputs=[self.diversity.embedding] if config.mixture_distill_codes_only else None)
+        return float(loss.detach())
+
     def _code_invariance_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Mean squared change a row's code makes to the policy's guided noise prediction: on
         prompts that name their group the codes should change nothing."""
@@ -417,6 +434,15 @@ class RLTrainer:
             plain = guided_noise(self.unet, latents, t, embeds, negative, guidance)
         coded = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), negative, guidance)
         return torch.nn.functional.mse_loss(coded, plain)
+
+    def _title_anchor_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Mean squared distance of a titled row's guided noise prediction from the base's."""
+        guidance, negative = self.config.sampling.guidance_scale, self.negative.expand(len(rows), -1, -1)
+        latents, t = trajectories.latents[rows, steps], trajectories.timesteps[steps]
+        with torch.no_grad():
+            base = self._base_noise(latents, t, trajectories.prompt_embeds[rows])
+        policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), negative, guidance)
+        return torch.nn.functional.mse_loss(policy, base)
 
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
@@ -457,7 +483,7 @@ class RLTrainer:
         self.unet.train()
         n, horizon = trajectories.log_probs.shape
         stats = {"loss": [], "ratio": [], "clipfrac": [], "approx_kl": [], "kl_to_base": [], "pretrain_loss": [], "pathwise_loss": [],
-                 "pathwise_fidelity_loss": [], "mixture_loss": [], "code_invariance_loss": []}
+                 "pathwise_fidelity_loss": [], "mixture_loss": [], "code_invariance_loss": [], "title_anchor_loss": []}
         updates = 0
         for _ in range(config.inner_epochs):
             order = torch.as_tensor(self.rng.permutation(n))
@@ -499,16 +525,17 @@ class RLTrainer:
                     fidelity = self._pathwise_fidelity_loss(trajectories, scored, at, prompts, metadata)
                     self.accelerator.backward(config.pathwise_fidelity_weight * fidelity * len(scored) / len(rows) / config.gradient_accumulation)
                     stats["pathwise_fidelity_loss"].append(float(fidelity.detach()))
-                if self.diversity is not None and config.code_invariance_weight > 0:
-                    named_rows = self._named_rows(rows, metadata)
-                    if len(named_rows):
-                        invariance = self._code_invariance_loss(trajectories, named_rows, steps[named_rows, 0])
-                        self.accelerator.backward(config.code_invariance_weight * invariance * len(named_rows) / len(rows) / config.gradient_accumulation)
-                        stats["code_invariance_loss"].append(float(invariance.detach()))
+                named_rows = self._named_rows(rows, metadata)
+                if config.title_anchor_weight > 0 and len(named_rows):
+                    anchor = self._title_anchor_loss(trajectories, named_rows, steps[named_rows, 0])
+                    self.accelerator.backward(config.title_anchor_weight * anchor * len(named_rows) / len(rows) / config.gradient_accumulation)
+                    stats["title_anchor_loss"].append(float(anchor.detach()))
+                if self.diversity is not None and config.code_invariance_weight > 0 and len(named_rows):
+                    invariance = self._code_invariance_loss(trajectories, named_rows, steps[named_rows, 0])
+                    self.accelerator.backward(config.code_invariance_weight * invariance * len(named_rows) / len(rows) / config.gradient_accumulation)
+                    stats["code_invariance_loss"].append(float(invariance.detach()))
                 if mixture is not None and len(mixture_parts[m]):
-                    mixture_loss = self._mixture_loss(mixture, mixture_parts[m], trajectories.prompt_embeds)
-                    self.accelerator.backward(config.mixture_distill_weight * mixture_loss / config.gradient_accumulation)
-                    stats["mixture_loss"].append(float(mixture_loss.detach()))
+                    stats["mixture_loss"].append(self._mixture_backward(mixture, mixture_parts[m], trajectories.prompt_embeds))
                 if config.pretrain_weight > 0 and self.pretrain is not None:
                     pretrain_loss = self._pretrain_loss()
                     self.accelerator.backward(config.pretrain_weight * pretrain_loss / config.gradient_accumulation)

@@ -26,11 +26,12 @@ class PromptFidelity:
 
     def __init__(self, model: str, scale: float = 1.0, mode: Literal["zero_shot", "cosine"] = "zero_shot",
                  categories: list[str] | None = None, colors: list[str] | None = None, pathwise_color: bool = True,
-                 pathwise_hue: bool = True):
+                 pathwise_hue: bool = True, pathwise_ink: bool = True):
         """`pathwise_color`: whether `reward_loss` (the RL trainer's pathwise term) includes the
         prompted colour's probability; without it only the category's gradient is followed.
         `pathwise_hue`: whether that gradient may change a pixel's hue; without it, only how much ink
-        each pixel carries (see `reward_loss`)."""
+        each pixel carries (see `reward_loss`). `pathwise_ink`: whether it may change how much ink an
+        image carries in all; without it, only where the ink is."""
         from ml.embedding.factory import Preprocessor, create_dual_encoder
 
         if mode not in ("zero_shot", "cosine"):
@@ -42,7 +43,7 @@ class PromptFidelity:
         self.preprocess = Preprocessor.from_cfg(self.encoder.preprocess_cfg)
         self.scale, self.mode = scale, mode
         self.categories, self.colors = list(categories or []), list(colors or [])
-        self.pathwise_color, self.pathwise_hue = pathwise_color, pathwise_hue
+        self.pathwise_color, self.pathwise_hue, self.pathwise_ink = pathwise_color, pathwise_hue, pathwise_ink
         self.logit_scale = float(self.encoder.model.logit_scale.exp().detach()) if hasattr(self.encoder.model, "logit_scale") else 1.0
         self._texts: dict[str, np.ndarray] = {}
 
@@ -67,13 +68,22 @@ class PromptFidelity:
         Without `pathwise_hue`, each pixel's ink (1 - rgb) keeps its direction and only its length
         carries gradient: a garment's shape and shading may change, its colour (to first order) may
         not, so the category's gradient cannot pull a held-out prompt toward the colours its
-        category is trained with."""
+        category is trained with.
+
+        Without `pathwise_ink`, an image's total ink is held: its ink is divided by its own sum (a
+        constant in the backward pass), so scaling all of it up or down changes nothing and the
+        gradient can only move ink from pixel to pixel. The category's gradient can then not fade a
+        garment toward grey, which is how it loses the prompted colour."""
         import torch
 
         if not self.pathwise_hue:
             ink = 1.0 - images
             amount = ink.norm(dim=1, keepdim=True).clamp_min(1e-6)
             images = 1.0 - amount * (ink / amount).detach()
+        if not self.pathwise_ink:
+            ink = 1.0 - images
+            total = ink.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+            images = 1.0 - ink / total * total.detach()
         image = self.encoder.model.encode_image(self.preprocess.normalise(images), normalize=True)
         if not self.pathwise_color:
             metadata = [{**m, "names_color": False} for m in metadata]
@@ -103,13 +113,14 @@ class PromptFidelity:
 
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
                      parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0,
-                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True) -> dict:
+                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True, pathwise_fidelity_ink: bool = True) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
     in one place, GenerationResource (the benchmarks resolve recipes through it)."""
     return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
                                 "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique()),
-                                "pathwise_color": pathwise_fidelity_color, "pathwise_hue": pathwise_fidelity_hue},
+                                "pathwise_color": pathwise_fidelity_color, "pathwise_hue": pathwise_fidelity_hue,
+                                "pathwise_ink": pathwise_fidelity_ink},
             "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
                              "objective": parity_objective, "pathwise_temperature": pathwise_temperature}}

@@ -296,6 +296,26 @@ def test_fidelity_gradient_without_hue_only_changes_how_much_ink_a_pixel_carries
     assert moved[False].numel() > 1000 and moved[False].min() > 0.999  # each pixel's gradient lies along its own ink: its hue is held
     assert moved[True].mean() < 0.9  # with the hue free it does not
 
+
+def test_fidelity_gradient_with_ink_held_cannot_fade_an_image(tmp_path):
+    """pathwise_ink=False: the same loss, and a gradient with no part along the image's own ink
+    (scaling all of it, the fading that loses a colour); with the ink free that part is not 0."""
+    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
+
+    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
+    meta = [{"names_color": False, "category": "bag"}] * 2
+    along, losses = {}, {}
+    for ink_free in (True, False):
+        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=["red"], pathwise_ink=ink_free)
+        image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        loss = fidelity.reward_loss(image, ["a bag"] * 2, meta)
+        loss.backward()
+        ink = 1 - image.detach()
+        along[ink_free] = torch.nn.functional.cosine_similarity(image.grad.flatten(1), ink.flatten(1))
+        losses[ink_free] = float(loss.detach())
+    assert losses[False] == pytest.approx(losses[True], abs=1e-6)
+    assert along[False].abs().max() < 1e-4 and along[True].abs().min() > 10 * along[False].abs().max()
+
 def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_read_alike():
     meta = [{"names_color": False}] * 4
     mixed = torch.stack([_garment("red")] * 3 + [_garment("blue")])

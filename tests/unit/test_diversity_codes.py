@@ -122,3 +122,53 @@ def test_the_invariance_term_teaches_a_prompt_that_names_its_colour_to_ignore_th
     trainer.train()
     assert all(h["code_invariance_loss"] >= 0 for h in trainer.history if "code_invariance_loss" in h)
     assert any("code_invariance_loss" in h for h in trainer.history)
+
+
+@pytest.mark.parametrize("codes_only", [False, True])
+def test_codes_only_distillation_leaves_the_lora_alone(tokenizer_dir, codes_only):
+    """mixture_distill_codes_only: the term's gradient reaches the codes and nothing else."""
+    prompts, meta = ["a coat"], [{"names_color": False, "category": "coat"}]
+    config = RLConfig(iterations=1, prompts_per_iteration=1, samples_per_prompt=8, minibatch_size=8, train_timesteps=2, lr=3e-3,
+                      sampling=SAMPLING, skip_final_steps=1, mixture_distill_weight=1.0, diversity_codes=8, pretrain_weight=0.0,
+                      mixture_distill_codes_only=codes_only)
+    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity", objective="kl"), 1.0)}),
+                        prompts, meta, config)
+    mixture = trainer._mixture_targets(prompts * 8, meta * 8)
+    embeds = encode_prompts(trainer.pipe, prompts * 8)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    assert trainer._mixture_backward(mixture, torch.arange(8), embeds) > 0
+    shared = [p for p in trainer.trainable if p is not trainer.diversity.embedding]
+    assert shared and trainer.diversity.embedding.grad.abs().sum() > 0
+    assert all(p.grad is None for p in shared) == codes_only
+    if codes_only:
+        with pytest.raises(ValueError, match="needs diversity_codes"):
+            RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity"), 1.0)}), prompts, meta,
+                      config.model_copy(update={"diversity_codes": 0}))
+
+
+def test_the_title_anchor_pulls_a_titled_prompt_back_to_the_base(tokenizer_dir):
+    """title_anchor_weight: a policy equal to the base scores 0; once the LoRA has moved, the term
+    is positive, is recorded in the history, and its own steps bring the titled prediction back."""
+    prompts, meta = ["a red dress", "a coat"], [{"names_color": True, "category": "dress"}, {"names_color": False, "category": "coat"}]
+    config = RLConfig(iterations=1, prompts_per_iteration=2, samples_per_prompt=4, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
+                      sampling=SAMPLING, skip_final_steps=1, diversity_codes=4, title_anchor_weight=1.0, pretrain_weight=0.0)
+    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity", objective="kl"), 1.0)}),
+                        prompts, meta, config)
+    embeds = encode_prompts(trainer.pipe, ["a red dress"] * 4)
+    trajectories = sample_trajectories(trainer.pipe, embeds, trainer.negative, SAMPLING, torch.Generator().manual_seed(0), unet=trainer.unet,
+                                       diversity=trainer.diversity, codes=torch.arange(4))
+    rows, steps = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    assert float(trainer._title_anchor_loss(trajectories, rows, steps).detach()) == 0.0
+    with torch.no_grad():
+        for name, parameter in trainer.unet.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.05)
+    losses = []
+    for _ in range(6):
+        trainer.optimizer.zero_grad()
+        loss = trainer._title_anchor_loss(trajectories, rows, steps)
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[0] > 0 and losses[-1] < 0.5 * losses[0]
+    assert trainer.step()["title_anchor_loss"] > 0
