@@ -99,25 +99,11 @@ def test_the_trainer_trains_its_codes_and_distils_group_g_under_code_g(tokenizer
 def test_the_invariance_term_teaches_a_prompt_that_names_its_colour_to_ignore_the_code(tokenizer_dir):
     """code_invariance_weight: zero codes change nothing (loss 0); a code that moves a titled
     prompt's prediction is pulled back, and only titled rows are scored."""
-    prompts, meta = ["a red dress", "a coat"], [{"names_color": True, "category": "dress"}, {"names_color": False, "category": "coat"}]
-    parity = make_reward("color_parity", objective="kl", memory=16)
-    config = RLConfig(iterations=3, prompts_per_iteration=2, samples_per_prompt=4, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
-                      sampling=SAMPLING, skip_final_steps=1, diversity_codes=4, code_invariance_weight=1.0, pretrain_weight=0.0)
-    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (parity, 1.0)}), prompts, meta, config)
-    embeds = encode_prompts(trainer.pipe, ["a red dress"] * 4)
-    trajectories = sample_trajectories(trainer.pipe, embeds, trainer.negative, SAMPLING, torch.Generator().manual_seed(0), unet=trainer.unet,
-                                       diversity=trainer.diversity, codes=torch.arange(4))
-    rows, steps = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    trainer, trajectories, rows, steps = _titled_trainer(tokenizer_dir, iterations=3, code_invariance_weight=1.0)
     assert float(trainer._code_invariance_loss(trajectories, rows, steps).detach()) == 0.0
     with torch.no_grad():
         trainer.diversity.embedding.normal_(std=3.0)
-    losses = []
-    for _ in range(6):
-        trainer.optimizer.zero_grad()
-        loss = trainer._code_invariance_loss(trajectories, rows, steps)
-        loss.backward()
-        trainer.optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = _descend(trainer, lambda: trainer._code_invariance_loss(trajectories, rows, steps))
     assert losses[0] > 0 and losses[-1] < 0.8 * losses[0]
     trainer.train()
     assert all(h["code_invariance_loss"] >= 0 for h in trainer.history if "code_invariance_loss" in h)
@@ -149,26 +135,38 @@ def test_codes_only_distillation_leaves_the_lora_alone(tokenizer_dir, codes_only
 def test_the_title_anchor_pulls_a_titled_prompt_back_to_the_base(tokenizer_dir):
     """title_anchor_weight: a policy equal to the base scores 0; once the LoRA has moved, the term
     is positive, is recorded in the history, and its own steps bring the titled prediction back."""
-    prompts, meta = ["a red dress", "a coat"], [{"names_color": True, "category": "dress"}, {"names_color": False, "category": "coat"}]
-    config = RLConfig(iterations=1, prompts_per_iteration=2, samples_per_prompt=4, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
-                      sampling=SAMPLING, skip_final_steps=1, diversity_codes=4, title_anchor_weight=1.0, pretrain_weight=0.0)
-    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity", objective="kl"), 1.0)}),
-                        prompts, meta, config)
-    embeds = encode_prompts(trainer.pipe, ["a red dress"] * 4)
-    trajectories = sample_trajectories(trainer.pipe, embeds, trainer.negative, SAMPLING, torch.Generator().manual_seed(0), unet=trainer.unet,
-                                       diversity=trainer.diversity, codes=torch.arange(4))
-    rows, steps = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    trainer, trajectories, rows, steps = _titled_trainer(tokenizer_dir, iterations=1, title_anchor_weight=1.0)
     assert float(trainer._title_anchor_loss(trajectories, rows, steps).detach()) == 0.0
     with torch.no_grad():
         for name, parameter in trainer.unet.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(std=0.05)
+    losses = _descend(trainer, lambda: trainer._title_anchor_loss(trajectories, rows, steps))
+    assert losses[0] > 0 and losses[-1] < 0.5 * losses[0]
+    assert trainer.step()["title_anchor_loss"] > 0
+
+
+def _titled_trainer(tokenizer_dir, **config):
+    """A trainer with codes on a titled and a colour-free prompt, and four trajectories of the
+    titled one, one per code: (trainer, trajectories, rows, steps) for the terms on titled rows."""
+    prompts, meta = ["a red dress", "a coat"], [{"names_color": True, "category": "dress"}, {"names_color": False, "category": "coat"}]
+    config = RLConfig(prompts_per_iteration=2, samples_per_prompt=4, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
+                      sampling=SAMPLING, skip_final_steps=1, diversity_codes=4, pretrain_weight=0.0, **config)
+    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity", objective="kl", memory=16), 1.0)}),
+                        prompts, meta, config)
+    embeds = encode_prompts(trainer.pipe, ["a red dress"] * 4)
+    trajectories = sample_trajectories(trainer.pipe, embeds, trainer.negative, SAMPLING, torch.Generator().manual_seed(0), unet=trainer.unet,
+                                       diversity=trainer.diversity, codes=torch.arange(4))
+    return trainer, trajectories, torch.arange(4), torch.zeros(4, dtype=torch.long)
+
+
+def _descend(trainer, loss_of, steps: int = 6) -> list[float]:
+    """The losses of `steps` optimiser steps on one term alone."""
     losses = []
-    for _ in range(6):
+    for _ in range(steps):
         trainer.optimizer.zero_grad()
-        loss = trainer._title_anchor_loss(trajectories, rows, steps)
+        loss = loss_of()
         loss.backward()
         trainer.optimizer.step()
         losses.append(float(loss.detach()))
-    assert losses[0] > 0 and losses[-1] < 0.5 * losses[0]
-    assert trainer.step()["title_anchor_loss"] > 0
+    return losses
