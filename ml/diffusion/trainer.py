@@ -216,7 +216,7 @@ class RLTrainer:
                 param.requires_grad_("lora_" in name)
         else:
             unet.requires_grad_(True)
-            if config.kl_weight > 0 or config.mixture_distill_weight > 0 or config.title_anchor_weight > 0:  # a frozen copy of the base for the KL and distillation terms
+            if config.kl_weight > 0 or config.mixture_distill_weight > 0 or config.title_anchor_weight > 0:  # a frozen base for the KL, distillation and anchor terms
                 import copy
 
                 self.base_unet = copy.deepcopy(unet).requires_grad_(False).eval()
