@@ -72,8 +72,8 @@ class PromptFidelity:
 
         Without `pathwise_ink`, an image's total ink is held: its ink is divided by its own sum (a
         constant in the backward pass), so scaling all of it up or down changes nothing and the
-        gradient can only move ink from pixel to pixel. The category's gradient can then not fade a
-        garment toward grey, which is how it loses the prompted colour."""
+        gradient can only move ink from pixel to pixel: the category's gradient cannot fade a whole
+        garment. (Measured: it did not stop titles losing their colour, README "Four more tries".)"""
         import torch
 
         if not self.pathwise_hue:
