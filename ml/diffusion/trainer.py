@@ -425,24 +425,26 @@ class RLTrainer:
                                   inputs=[self.diversity.embedding] if config.mixture_distill_codes_only else None)
         return float(loss.detach())
 
+    def _coded_prediction_gap(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, target) -> torch.Tensor:
+        """Mean squared distance of the policy's coded guided noise prediction on (rows, steps) from
+        `target(latents, t, plain_embeds)`, computed without gradient: what the title terms hold."""
+        latents, t = trajectories.latents[rows, steps], trajectories.timesteps[steps]
+        with torch.no_grad():
+            goal = target(latents, t, trajectories.prompt_embeds[rows])
+        policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), self.negative.expand(len(rows), -1, -1),
+                              self.config.sampling.guidance_scale)
+        return torch.nn.functional.mse_loss(policy, goal)
+
     def _code_invariance_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Mean squared change a row's code makes to the policy's guided noise prediction: on
         prompts that name their group the codes should change nothing."""
-        guidance, negative = self.config.sampling.guidance_scale, self.negative.expand(len(rows), -1, -1)
-        latents, t, embeds = trajectories.latents[rows, steps], trajectories.timesteps[steps], trajectories.prompt_embeds[rows]
-        with torch.no_grad():
-            plain = guided_noise(self.unet, latents, t, embeds, negative, guidance)
-        coded = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), negative, guidance)
-        return torch.nn.functional.mse_loss(coded, plain)
+        negative = self.negative.expand(len(rows), -1, -1)
+        return self._coded_prediction_gap(
+            trajectories, rows, steps, lambda latents, t, embeds: guided_noise(self.unet, latents, t, embeds, negative, self.config.sampling.guidance_scale))
 
     def _title_anchor_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Mean squared distance of a titled row's guided noise prediction from the base's."""
-        guidance, negative = self.config.sampling.guidance_scale, self.negative.expand(len(rows), -1, -1)
-        latents, t = trajectories.latents[rows, steps], trajectories.timesteps[steps]
-        with torch.no_grad():
-            base = self._base_noise(latents, t, trajectories.prompt_embeds[rows])
-        policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), negative, guidance)
-        return torch.nn.functional.mse_loss(policy, base)
+        return self._coded_prediction_gap(trajectories, rows, steps, self._base_noise)
 
     def _pretrain_loss(self) -> torch.Tensor:
         data = self.pretrain
