@@ -26,16 +26,19 @@ class PromptFidelity:
 
     def __init__(self, model: str, scale: float = 1.0, mode: Literal["zero_shot", "cosine"] = "zero_shot",
                  categories: list[str] | None = None, colors: list[str] | None = None, pathwise_color: bool = True,
-                 pathwise_hue: bool = True, pathwise_ink: bool = True):
+                 pathwise_hue: bool = True, pathwise_ink: bool = True, color_weight: float = 1.0):
         """`pathwise_color`: whether `reward_loss` (the RL trainer's pathwise term) includes the
         prompted colour's probability; without it only the category's gradient is followed.
         `pathwise_hue`: whether that gradient may change a pixel's hue; without it, only how much ink
         each pixel carries (see `reward_loss`). `pathwise_ink`: whether it may change how much ink an
-        image carries in all; without it, only where the ink is."""
+        image carries in all; without it, only where the ink is. `color_weight`: the prompted colour's
+        probability counts this many times against the category's one."""
         from ml.embedding.factory import Preprocessor, create_dual_encoder
 
         if mode not in ("zero_shot", "cosine"):
             raise ValueError(f"prompt_fidelity mode={mode!r}: use 'zero_shot' or 'cosine'")
+        if color_weight < 0:
+            raise ValueError(f"prompt_fidelity color_weight={color_weight}: a weight of the prompted colour must be >= 0")
         if mode == "zero_shot" and not categories:
             raise ValueError("prompt_fidelity in zero_shot mode needs the category vocabulary (categories=[...]); or use mode='cosine'")
         self.encoder = create_dual_encoder(model if ":" in model else f"local-dir:{model}")
@@ -44,6 +47,7 @@ class PromptFidelity:
         self.scale, self.mode = scale, mode
         self.categories, self.colors = list(categories or []), list(colors or [])
         self.pathwise_color, self.pathwise_hue, self.pathwise_ink = pathwise_color, pathwise_hue, pathwise_ink
+        self.color_weight = color_weight
         self.logit_scale = float(self.encoder.model.logit_scale.exp().detach()) if hasattr(self.encoder.model, "logit_scale") else 1.0
         self._texts: dict[str, np.ndarray] = {}
 
@@ -107,13 +111,13 @@ class PromptFidelity:
             color_texts = torch.from_numpy(np.stack([self._text([f"a {c} {metadata[i]['category']}" for c in self.colors]) for i in named]))
             chosen = torch.as_tensor([self.colors.index(metadata[i]["color"]) for i in named])
             probabilities = torch.softmax(self.logit_scale * torch.einsum("nd,nkd->nk", image[named], color_texts), dim=-1)
-            out = out.index_add(0, torch.as_tensor(named), probabilities[torch.arange(len(named)), chosen])
+            out = out.index_add(0, torch.as_tensor(named), self.color_weight * probabilities[torch.arange(len(named)), chosen])
         return self.scale * out
 
 
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
                      parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0,
-                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True, pathwise_fidelity_ink: bool = True) -> dict:
+                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True, pathwise_fidelity_ink: bool = True, fidelity_color_weight: float = 1.0) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
@@ -121,6 +125,6 @@ def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fide
     return {"prompt_fidelity": {"weight": fidelity_weight, "model": dual_encoder, "mode": fidelity_mode,
                                 "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique()),
                                 "pathwise_color": pathwise_fidelity_color, "pathwise_hue": pathwise_fidelity_hue,
-                                "pathwise_ink": pathwise_fidelity_ink},
+                                "pathwise_ink": pathwise_fidelity_ink, "color_weight": fidelity_color_weight},
             "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
                              "objective": parity_objective, "pathwise_temperature": pathwise_temperature}}

@@ -272,6 +272,13 @@ def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
     assert float(fidelity.reward_loss(image[:2], ["a red bag", "a blue bag"], named_meta)) == pytest.approx(-named.mean(), abs=1e-3)
     category_only = make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, pathwise_color=False)
     assert float(category_only.reward_loss(image[:2], ["a red bag", "a blue bag"], named_meta)) == pytest.approx(-per_category[0], abs=1e-3)
+    # color_weight 3: each title's colour probability counts three times; prompts naming no colour are unchanged
+    heavy = make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, color_weight=3.0)
+    named_heavy = heavy(image[:2], ["a red bag", "a blue bag"], named_meta)
+    assert named_heavy - per_category[0] == pytest.approx(3 * (named - per_category[0]), abs=1e-5)
+    assert heavy(image, [f"a {c}" for c in categories], meta) == pytest.approx(per_category, abs=1e-6)
+    with pytest.raises(ValueError, match="color_weight"):
+        make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, color_weight=-1.0)
     with pytest.raises(ValueError, match="not in the reward's vocabulary"):
         fidelity(image[:1], ["a hat"], [{"names_color": False, "category": "hat"}])
     with pytest.raises(ValueError, match="category vocabulary"):
