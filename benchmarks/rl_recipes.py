@@ -151,6 +151,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                                     for _, r in per_prompt.iterrows()},
                "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe,
                "left_out": sorted(prompts.loc[left_out[left_out].index, "prompt"])}
+    if save_dir:  # the final policy as a pipeline too (fusing ends training), for benchmarks that load one (colour_lean)
+        trainer.save_pipeline(save_dir / f"{name}-{trainer.iteration}-pipeline")
 
 
 def main() -> None:
@@ -163,7 +165,8 @@ def main() -> None:
     parser.add_argument("--bias-seeds", type=int, default=128)
     parser.add_argument("--reward-seeds", type=int, default=32, help="seeds per held-out prompt for the total reward before and after")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--save-dir", type=Path, default=None, help="write each recipe's trained weights here as NAME-ITERATIONS.safetensors")
+    parser.add_argument("--save-dir", type=Path, default=None, help="write each recipe's trained weights here as NAME-ITERATIONS.safetensors, "
+                        "and its final policy as the pipeline folder NAME-ITERATIONS-pipeline")
     parser.add_argument("--measure-at", type=lambda text: [int(i) for i in text.split(",")], default=None,
                         help="comma-separated iteration counts at which to measure too (besides the end): a curve from one run")
     parser.add_argument("--resolve", action="store_true", help="print each recipe with its full RLConfig under 'rl', and stop")

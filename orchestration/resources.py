@@ -241,6 +241,11 @@ class GenerationResource(ConfigurableResource):
     # 3a165e0 state, 300 iterations, seed 0: win-rate 0.760, parity -70%, colour reads 0.955 (default 0.764, -69%, 0.948); with the
     # hue held too 0.729, -72%, 0.969. The fading is not the ink running out (README, "Four more tries at the lost colour")
     pathwise_fidelity_ink: bool = True
+    # False: that term's gradient holds each pixel's offset from grey (only its lightness moves): the dual encoder's category
+    # probability of the base's held-out titles rises as they grey (0.634 -> 0.674 at 60% grey; the judge's 0.558 -> 0.560,
+    # benchmarks.colour_lean). 300 iterations: 3a165e0 state seeds 0 / 1 and eb760a0 seed 0: colour reads 0.976 / 0.990 / 0.993,
+    # win-rate 0.778 / 0.778 / 0.667 (default 0.764 / 0.781 / 0.740), parity -71% / -72% / -73%. Colour kept, category given up
+    pathwise_fidelity_chroma: bool = True
     # ml.diffusion.trainer.RLConfig: the share of colour-free samples whose first explore_steps steps are steered to a colour they
     # lack. Off: on the 56ad5eb demo state (179 iterations) shares 0.25 / 0.5 with 1-5 steps cut parity 12-16%, the default 15%
     explore_share: float = 0.0
@@ -342,7 +347,7 @@ class GenerationResource(ConfigurableResource):
                 "parity_temperature": self.parity_temperature, "parity_memory": self.parity_memory, "parity_objective": self.parity_objective,
                 "pathwise_temperature": self.pathwise_temperature, "pathwise_fidelity_color": self.pathwise_fidelity_color,
                 "pathwise_fidelity_hue": self.pathwise_fidelity_hue, "pathwise_fidelity_ink": self.pathwise_fidelity_ink,
-                "fidelity_color_weight": self.fidelity_color_weight}
+                "pathwise_fidelity_chroma": self.pathwise_fidelity_chroma, "fidelity_color_weight": self.fidelity_color_weight}
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

@@ -323,6 +323,27 @@ def test_fidelity_gradient_with_ink_held_cannot_fade_an_image(tmp_path):
     assert losses[False] == pytest.approx(losses[True], abs=1e-6)
     assert along[False].abs().max() < 1e-4 and along[True].abs().min() > 10 * along[False].abs().max()
 
+
+def test_fidelity_gradient_with_chroma_held_only_changes_lightness(tmp_path):
+    """pathwise_chroma=False: the same loss, and each pixel's gradient is equal in its three
+    channels (it moves the pixel along the grey axis, so its offset from grey is held)."""
+    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
+
+    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
+    meta = [{"names_color": False, "category": "bag"}] * 2
+    spread, losses = {}, {}
+    for chroma in (True, False):
+        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=["red"], pathwise_chroma=chroma)
+        image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        loss = fidelity.reward_loss(image, ["a bag"] * 2, meta)
+        loss.backward()
+        grad = image.grad
+        spread[chroma] = float((grad - grad.mean(1, keepdim=True)).abs().max() / grad.abs().max())
+        losses[chroma] = float(loss.detach())
+    assert losses[False] == pytest.approx(losses[True], abs=1e-6)
+    assert spread[False] < 1e-5 and spread[True] > 0.01
+
+
 def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_read_alike():
     meta = [{"names_color": False}] * 4
     mixed = torch.stack([_garment("red")] * 3 + [_garment("blue")])
