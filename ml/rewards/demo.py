@@ -33,8 +33,9 @@ class PromptFidelity:
         `pathwise_hue`: whether that gradient may change a pixel's hue; without it, only how much ink
         each pixel carries (see `reward_loss`). `pathwise_ink`: whether it may change how much ink an
         image carries in all; without it, only where the ink is. `pathwise_chroma`: whether it may
-        change a pixel's chroma (its offset from grey); without it, only its lightness. `color_weight`: the prompted colour's
-        probability counts this many times against the category's one."""
+        change a pixel's chroma (its offset from grey); without it, only its lightness.
+        `color_weight`: the prompted colour's probability counts this many times against the
+        category's one."""
         from ml.embedding.factory import Preprocessor, create_dual_encoder
 
         if mode not in ("zero_shot", "cosine"):
@@ -127,8 +128,8 @@ class PromptFidelity:
 
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
                      parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0,
-                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True, pathwise_fidelity_ink: bool = True, pathwise_fidelity_chroma: bool = True,
-                     fidelity_color_weight: float = 1.0) -> dict:
+                     pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True, pathwise_fidelity_ink: bool = True,
+                     pathwise_fidelity_chroma: bool = True, fidelity_color_weight: float = 1.0) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
