@@ -285,20 +285,26 @@ def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
         make_reward("prompt_fidelity", model=str(folder))
 
 
-def test_fidelity_gradient_without_hue_only_changes_how_much_ink_a_pixel_carries(tmp_path):
+def _pathwise_gradients(tmp_path, option: str, prompt: str, meta: dict, colors: list[str]) -> dict[bool, tuple[float, torch.Tensor, torch.Tensor]]:
+    """{option's value: (the pathwise fidelity loss, the images, their gradient)} for two random
+    images, the same ones with the PromptFidelity `option` on and off."""
     from ml.embedding.factory import create_dual_encoder, save_dual_encoder
 
     folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
-    meta = [{"names_color": True, "category": "bag", "color": "red"}] * 2
-    cosines, losses = {}, {}
-    for hue in (True, False):
-        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=["red", "blue"], pathwise_hue=hue)
+    out = {}
+    for value in (True, False):
+        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=colors, **{option: value})
         image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
-        loss = fidelity.reward_loss(image, ["a red bag"] * 2, meta)
+        loss = fidelity.reward_loss(image, [prompt] * 2, [meta] * 2)
         loss.backward()
-        ink = 1 - image.detach()
-        cosines[hue], losses[hue] = (image.grad * ink).sum(1) / (image.grad.norm(dim=1) * ink.norm(dim=1)), float(loss.detach())
-    assert losses[False] == pytest.approx(losses[True], abs=1e-6)  # the same value, only its gradient differs
+        out[value] = (float(loss.detach()), image.detach(), image.grad)
+    assert out[False][0] == pytest.approx(out[True][0], abs=1e-6)  # the same value, only its gradient differs
+    return out
+
+
+def test_fidelity_gradient_without_hue_only_changes_how_much_ink_a_pixel_carries(tmp_path):
+    runs = _pathwise_gradients(tmp_path, "pathwise_hue", "a red bag", {"names_color": True, "category": "bag", "color": "red"}, ["red", "blue"])
+    cosines = {hue: (grad * (1 - image)).sum(1) / (grad.norm(dim=1) * (1 - image).norm(dim=1)) for hue, (_, image, grad) in runs.items()}
     moved = {hue: c[~c.isnan()].abs() for hue, c in cosines.items()}  # pixels the encoder's resize gives a gradient
     assert moved[False].numel() > 1000 and moved[False].min() > 0.999  # each pixel's gradient lies along its own ink: its hue is held
     assert moved[True].mean() < 0.9  # with the hue free it does not
@@ -307,40 +313,16 @@ def test_fidelity_gradient_without_hue_only_changes_how_much_ink_a_pixel_carries
 def test_fidelity_gradient_with_ink_held_cannot_fade_an_image(tmp_path):
     """pathwise_ink=False: the same loss, and a gradient with no part along the image's own ink
     (scaling all of it, the fading that loses a colour); with the ink free that part is not 0."""
-    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
-
-    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
-    meta = [{"names_color": False, "category": "bag"}] * 2
-    along, losses = {}, {}
-    for ink_free in (True, False):
-        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=["red"], pathwise_ink=ink_free)
-        image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
-        loss = fidelity.reward_loss(image, ["a bag"] * 2, meta)
-        loss.backward()
-        ink = 1 - image.detach()
-        along[ink_free] = torch.nn.functional.cosine_similarity(image.grad.flatten(1), ink.flatten(1))
-        losses[ink_free] = float(loss.detach())
-    assert losses[False] == pytest.approx(losses[True], abs=1e-6)
+    runs = _pathwise_gradients(tmp_path, "pathwise_ink", "a bag", {"names_color": False, "category": "bag"}, ["red"])
+    along = {ink_free: torch.nn.functional.cosine_similarity(grad.flatten(1), (1 - image).flatten(1)) for ink_free, (_, image, grad) in runs.items()}
     assert along[False].abs().max() < 1e-4 and along[True].abs().min() > 10 * along[False].abs().max()
 
 
 def test_fidelity_gradient_with_chroma_held_only_changes_lightness(tmp_path):
     """pathwise_chroma=False: the same loss, and each pixel's gradient is equal in its three
     channels (it moves the pixel along the grey axis, so its offset from grey is held)."""
-    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
-
-    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
-    meta = [{"names_color": False, "category": "bag"}] * 2
-    spread, losses = {}, {}
-    for chroma in (True, False):
-        fidelity = make_reward("prompt_fidelity", model=str(folder), categories=["bag", "dress"], colors=["red"], pathwise_chroma=chroma)
-        image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
-        loss = fidelity.reward_loss(image, ["a bag"] * 2, meta)
-        loss.backward()
-        grad = image.grad
-        spread[chroma] = float((grad - grad.mean(1, keepdim=True)).abs().max() / grad.abs().max())
-        losses[chroma] = float(loss.detach())
-    assert losses[False] == pytest.approx(losses[True], abs=1e-6)
+    runs = _pathwise_gradients(tmp_path, "pathwise_chroma", "a bag", {"names_color": False, "category": "bag"}, ["red"])
+    spread = {chroma: float((grad - grad.mean(1, keepdim=True)).abs().max() / grad.abs().max()) for chroma, (_, _, grad) in runs.items()}
     assert spread[False] < 1e-5 and spread[True] > 0.01
 
 
