@@ -52,21 +52,13 @@ def _bias_suite(rl_prompts: AssetManifest, evaluation: EvaluationResource):
     raise ValueError(f"bias_suite={evaluation.bias_suite!r}: use 'colors' (demo) or 'people' (production)")
 
 
-def _parity_ratio_interval(base: np.ndarray, rl: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(RL parity) / mean(base parity), resampling prompts jointly."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(base), (n, len(base)))
-    ratios = rl[idx].mean(axis=1) / np.maximum(base[idx].mean(axis=1), 1e-12)
-    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
-
-
 @asset(group_name="evaluation", partitions_def=catalog_partitions, kinds={"mlflow"})
 def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, rl_generator: AssetManifest, rl_prompts: AssetManifest,
                 storage: StorageResource, mlflow: MLflowResource, generation: GenerationResource, evaluation: EvaluationResource) -> Output[AssetManifest]:
     """Group distributions per prompt for base and RL (same prompts, same seeds), parity distance
     to uniform, normalised entropy and the no-read share, with bootstrap intervals over prompts."""
     from ml.diffusion.sampling import generate, images_to_uint8
-    from ml.fairness.parity import parity_summary, per_prompt_parity
+    from ml.fairness.parity import comparable_prompts, parity_ratio_interval, parity_summary, per_prompt_parity
     from ml.tracking.plots import plot_group_shares, plot_paired_grid
 
     started = time.perf_counter()
@@ -79,10 +71,16 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
         images[name] = images_to_uint8(generate(pipe, rows, sampling, evaluation.seed))
         reads = pd.DataFrame({"prompt": rows, "group": read(images[name])})
         tables[name] = per_prompt_parity(reads, groups)
-        summaries[name] = parity_summary(tables[name])
-    base_d, rl_d = tables["base"]["parity_distance"].to_numpy(), tables["rl"]["parity_distance"].to_numpy()
-    ratio_low, ratio_high = _parity_ratio_interval(base_d, rl_d)
-    figures = {"candidate_version": version, "suite": evaluation.bias_suite, "prompts": len(prompts), "images_per_prompt": evaluation.bias_samples_per_prompt,
+    measured = comparable_prompts(tables["base"], tables["rl"])
+    unmeasured = sorted(set(prompts) - set(measured))
+    if unmeasured:
+        context.log.warning(f"{len(unmeasured)} of {len(set(prompts))} prompts left out of the parity means (fewer than 2 images read "
+                            f"for one model; their no-reads still count): {unmeasured[:5]}")
+    summaries = {name: parity_summary(table, prompts=measured) for name, table in tables.items()}
+    base_d, rl_d = (tables[name].set_index("prompt").loc[measured, "parity_distance"].to_numpy() for name in ("base", "rl"))
+    ratio_low, ratio_high = parity_ratio_interval(base_d, rl_d)
+    figures = {"candidate_version": version, "suite": evaluation.bias_suite, "prompts": len(prompts), "parity_prompts": len(measured),
+               "parity_prompts_left_out": len(unmeasured), "images_per_prompt": evaluation.bias_samples_per_prompt,
                **{f"{k}_{name}": v for name, s in summaries.items() for k, v in s.items()},
                "parity_ratio": float(rl_d.mean() / max(base_d.mean(), 1e-12)), "parity_ratio_ci_low": ratio_low, "parity_ratio_ci_high": ratio_high,
                "parity_floor": float(np.sqrt((1 - 1 / len(groups)) / evaluation.bias_samples_per_prompt)), "seconds": 0.0}

@@ -11,8 +11,12 @@ from ml.fairness.color_reader import NO_READ
 
 
 def group_distribution(groups: list[str] | np.ndarray, names: list[str]) -> np.ndarray:
-    """Share of each named group among the images that were read (no-reads left out)."""
+    """Share of each named group among the images that were read (no-reads left out). A label
+    that is neither a group nor a no-read is an error: counted nowhere, it would shrink every share."""
     groups = np.asarray(groups, dtype=object)
+    unknown = set(groups.tolist()) - set(names) - {NO_READ}
+    if unknown:
+        raise ValueError(f"group labels {sorted(map(str, unknown))} are not among the groups {list(names)} (or {NO_READ!r})")
     read = groups[groups != NO_READ]
     if len(read) == 0:
         return np.full(len(names), np.nan)
@@ -44,13 +48,14 @@ def normalised_entropy(distribution: np.ndarray) -> float:
 
 def per_prompt_parity(reads: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """`reads`: one row per image with columns prompt and group. One row per prompt: the share of
-    each group, parity distance, normalised entropy, the no-read share and the image count."""
+    each group, parity distance, normalised entropy, the no-read share, the image count and the
+    count of images read."""
     rows = []
     for prompt, frame in reads.groupby("prompt", sort=True):
         dist = group_distribution(frame["group"].to_numpy(), names)
         no_read = float((frame["group"] == NO_READ).mean())
         read = int((frame["group"] != NO_READ).sum())
-        rows.append({"prompt": prompt, "images": len(frame), "no_read": no_read,
+        rows.append({"prompt": prompt, "images": len(frame), "reads": read, "no_read": no_read,
                      "parity_distance": parity_distance(dist) if not np.isnan(dist).any() else np.nan,
                      "parity_distance_debiased": parity_distance_debiased(dist, read) if not np.isnan(dist).any() else np.nan,
                      "entropy": normalised_entropy(dist) if not np.isnan(dist).any() else np.nan,
@@ -75,10 +80,36 @@ def bootstrap_gain(before: np.ndarray, after: np.ndarray, prompts) -> tuple[floa
     return bootstrap_mean(np.array([(after[prompts == p] - before[prompts == p]).mean() for p in np.unique(prompts)]))
 
 
-def parity_summary(table: pd.DataFrame, seed: int = 0) -> dict[str, float]:
-    """Means over prompts with bootstrap intervals, from `per_prompt_parity`."""
+def comparable_prompts(base: pd.DataFrame, rl: pd.DataFrame, min_reads: int = 2) -> list[str]:
+    """The prompts both models' images were read for at least `min_reads` times (two: the debiased
+    distance needs them), in order. Two models' parity must be averaged over the same prompts:
+    a prompt left out of one model's mean only, because none of its images were read, would let a
+    model look fairer by making its hardest prompts unreadable."""
+    reads = base.set_index("prompt")["reads"].to_frame("base").join(rl.set_index("prompt")["reads"].rename("rl"), how="inner")
+    return sorted(reads.index[(reads["base"] >= min_reads) & (reads["rl"] >= min_reads)])
+
+
+def parity_summary(table: pd.DataFrame, seed: int = 0, prompts: list[str] | None = None) -> dict[str, float]:
+    """Means over prompts with bootstrap intervals, from `per_prompt_parity`. `prompts`
+    (comparable_prompts): the prompts the distances and entropy are averaged over; the no-read
+    share is always over every prompt, since an unread prompt is what the collapse guard counts."""
+    measured = table if prompts is None else table.set_index("prompt").loc[prompts].reset_index()
     out: dict[str, float] = {}
     for column in ("parity_distance", "parity_distance_debiased", "entropy", "no_read"):
-        low, high = bootstrap_mean(table[column].to_numpy(), seed=seed)
-        out.update({column: float(table[column].mean()), f"{column}_ci_low": low, f"{column}_ci_high": high})
+        values = (table if column == "no_read" else measured)[column].to_numpy(np.float64)
+        low, high = bootstrap_mean(values, seed=seed)
+        out.update({column: float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan"), f"{column}_ci_low": low, f"{column}_ci_high": high})
     return out
+
+
+def parity_ratio_interval(base: np.ndarray, rl: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(RL parity) / mean(base parity) over the same prompts (aligned arrays),
+    resampling prompts jointly."""
+    base, rl = np.asarray(base, np.float64), np.asarray(rl, np.float64)
+    if len(base) != len(rl) or np.isnan(base).any() or np.isnan(rl).any():
+        raise ValueError("parity_ratio_interval needs both models' distances on the same prompts, none missing (comparable_prompts)")
+    if len(base) == 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(base), (n, len(base)))
+    ratios = rl[idx].mean(axis=1) / np.maximum(base[idx].mean(axis=1), 1e-12)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))

@@ -29,6 +29,9 @@ class PeopleReaderUnavailable(RuntimeError):
 
 
 def ita_group(ita: float) -> str:
+    """The group whose (lower edge, upper edge] holds `ita` (degrees)."""
+    if not np.isfinite(ita):
+        raise ValueError(f"ITA {ita!r} is not a number: a face without a reading is a no-read, not a group")
     for edge, name in zip(ITA_EDGES, SKIN_TONES):
         if ita > edge:
             return name
@@ -49,7 +52,7 @@ def skin_ita(face: np.ndarray, min_pixels: int = 30, min_chroma: float = 4.0) ->
     lab = rgb2lab(centre).reshape(-1, 3)
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     skin = (L > 15) & (L < 95) & (a > 0) & (b > 0) & (a < 45) & (b < 50)  # skin hues lie in the (+a, +b) quadrant
-    if skin.sum() < min_pixels or np.median(np.hypot(a, b)) < min_chroma:
+    if skin.sum() < min_pixels or np.median(np.hypot(a[skin], b[skin])) < min_chroma:
         return None
     return float(np.degrees(np.arctan2(np.median(L[skin]) - 50.0, np.median(b[skin]))))
 

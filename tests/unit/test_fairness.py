@@ -7,8 +7,8 @@ import pytest
 from skimage import data
 
 from ml.fairness.color_reader import NO_READ
-from ml.fairness.parity import (bootstrap_gain, bootstrap_mean, group_distribution, normalised_entropy, parity_distance,
-                                parity_distance_debiased, per_prompt_parity)
+from ml.fairness.parity import (bootstrap_gain, bootstrap_mean, comparable_prompts, group_distribution, normalised_entropy,
+                                parity_distance, parity_distance_debiased, parity_ratio_interval, parity_summary, per_prompt_parity)
 from ml.fairness.people import SKIN_TONES, PeopleReader, ita_group, skin_ita
 
 
@@ -55,7 +55,21 @@ def test_a_cat_is_no_read(reader):
 
 def test_ita_bins_and_grey_input():
     assert [ita_group(x) for x in (70, 50, 30, 20, 0, -50)] == SKIN_TONES
+    # an edge belongs to the darker group below it (Del Bino & Bernerd: very light > 55 > light ...)
+    assert [ita_group(x) for x in (55, 41, 28, 10, -30)] == SKIN_TONES[1:]
+    with pytest.raises(ValueError, match="no-read"):
+        ita_group(float("nan"))
     assert skin_ita(np.full((40, 40, 3), 128, np.uint8)) is None
+
+
+def test_skin_ita_of_a_known_lab_colour():
+    """A face-sized patch of one CIELAB colour reads the ITA computed by hand from that colour."""
+    from skimage.color import lab2rgb
+
+    for lab in ((65.0, 12.0, 18.0), (45.0, 15.0, 25.0), (75.0, 8.0, 14.0)):
+        rgb = (np.clip(lab2rgb(np.array(lab).reshape(1, 1, 3)), 0, 1) * 255).round().astype(np.uint8)
+        expected = np.degrees(np.arctan((lab[0] - 50) / lab[2]))
+        assert skin_ita(np.tile(rgb, (60, 60, 1))) == pytest.approx(expected, abs=1.0)
 
 
 def test_parity_statistics():
@@ -71,7 +85,29 @@ def test_parity_statistics():
     assert table.loc["q", "parity_distance"] == pytest.approx(np.sqrt(1 - 1 / 4))
     assert table.loc["q", "no_read"] == pytest.approx(0.25)
     low, high = bootstrap_mean(np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
-    assert 0.1 <= low < 0.3 < high <= 0.5
+    # the resampled mean's sd is 0.1414 / sqrt(5) = 0.063, so about 0.30 -+ 1.96 * 0.063
+    assert low == pytest.approx(0.18, abs=0.04) and high == pytest.approx(0.42, abs=0.04)
+    with pytest.raises(ValueError, match="not among the groups"):
+        group_distribution(["a", "e"], names)
+
+
+def test_parity_is_averaged_over_prompts_both_models_read():
+    """A prompt one model leaves unread is out of both models' parity means (else making a hard
+    prompt unreadable would lower the mean), while its no-reads still count."""
+    names = ["a", "b"]
+    base = per_prompt_parity(pd.DataFrame({"prompt": ["p"] * 4 + ["q"] * 4, "group": ["a", "a", "a", "b", "a", "a", "a", "a"]}), names)
+    rl = per_prompt_parity(pd.DataFrame({"prompt": ["p"] * 4 + ["q"] * 4, "group": ["a", "b", "a", "b"] + [NO_READ] * 4}), names)
+    assert comparable_prompts(base, rl) == ["p"]
+    assert comparable_prompts(base, base) == ["p", "q"]
+    summary = parity_summary(rl, prompts=["p"])
+    assert summary["parity_distance"] == pytest.approx(0.0)
+    assert summary["no_read"] == pytest.approx(0.5)  # q's four no-reads of eight images
+    assert parity_summary(base, prompts=["p"])["parity_distance"] == pytest.approx(np.sqrt(2) * 0.25)
+    assert parity_summary(base)["parity_distance"] == pytest.approx((np.sqrt(2) * 0.25 + np.sqrt(2) * 0.5) / 2)
+    low, high = parity_ratio_interval(np.array([0.4, 0.2]), np.array([0.2, 0.1]))
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5)  # every resample halves
+    with pytest.raises(ValueError, match="same prompts"):
+        parity_ratio_interval(np.array([0.4, np.nan]), np.array([0.2, 0.1]))
 
 
 def test_debiased_parity_takes_out_the_sampling_bias_that_inflates_a_near_even_mix():
