@@ -212,7 +212,7 @@ def registry_gate(context: AssetExecutionContext, preference_eval: AssetManifest
                      "no_read_base", "no_read_rl")}
     alias = record_verdict(client, generation.registered_name, version, passed, tags | {"eval.judge": preference_eval.figures["judge"]})
     champion = alias_version(client, generation.registered_name, "champion")
-    storage.update_summary({"evaluation": {"champion_version": champion if passed else None}})
+    storage.update_summary({"evaluation": {"champion_version": champion}})  # what serves now: an earlier champion where this one failed
     failing = {k: f"{r['value']:.3f} vs bar {r['bar']:.3f}" for k, r in results.items() if not r["passed"]}
     context.log.info(f"{generation.registered_name} v{version}: {alias}" + (f" (failing: {failing})" if failing else ""))
     figures = {"version": version, "alias": alias, "passed": passed, "champion_version": champion or "none", "failing": ", ".join(failing) or "none"}

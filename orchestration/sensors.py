@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor
 
 from assets.partitions import catalog_partitions
 from ml.catalog.contract import SUPPORTED_FORMATS
@@ -24,7 +24,9 @@ def _fingerprint(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-@sensor(job=pipeline_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)
+@sensor(job=pipeline_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Each new or changed catalog file in <home>/inbox becomes a catalog partition and a pipeline run; "
+                    "unreadable files are listed in reports/inbox_rejected.json")
 def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
     """Cursor: file name -> size:mtime already handled, so each version of a file runs once."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -33,8 +35,11 @@ def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResou
     requests, new_keys, rejected = [], [], []
     now = time.time()
     for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
-        fingerprint = _fingerprint(path)
-        if seen.get(path.name) == fingerprint or now - path.stat().st_mtime < SETTLE_SECONDS:
+        try:
+            fingerprint, modified = _fingerprint(path), path.stat().st_mtime
+        except FileNotFoundError:  # moved away since the listing: nothing to register
+            continue
+        if seen.get(path.name) == fingerprint or now - modified < SETTLE_SECONDS:
             continue
         seen[path.name] = fingerprint
         if path.suffix.lower() not in SUPPORTED_FORMATS:
@@ -61,7 +66,9 @@ def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResou
     )
 
 
-@sensor(job=evaluation_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING)
+@sensor(job=evaluation_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="Each new RL generator version in the MLflow registry gets one evaluation run (bias report, preference, "
+                    "registry gate); a failed one is named in the tick's skip reason, to re-execute from the UI")
 def generator_registry_sensor(context: SensorEvaluationContext, mlflow: MLflowResource, generation: GenerationResource) -> SensorResult:
     """A new RL version of the generator in the MLflow registry (from the pipeline, a resumed run or
     `accelerate launch`) gets an evaluation run, once. Versions whose Dagster run is still going
@@ -72,9 +79,12 @@ def generator_registry_sensor(context: SensorEvaluationContext, mlflow: MLflowRe
     client = registry_client(mlflow.tracking_uri)
     requested = set(json.loads(context.cursor)) if context.cursor else set()
     partitions = set(catalog_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
-    requests, waiting = [], []
+    requests, waiting, failed = [], [], []
     for version in unevaluated_versions(client, generation.registered_name):
         if version["version"] in requested:
+            last = context.instance.get_runs(filters=RunsFilter(tags={CANDIDATE_TAG: version["version"]}), limit=1)
+            if last and last[0].status == DagsterRunStatus.FAILURE:
+                failed.append(f"v{version['version']} (run {last[0].run_id[:8]} failed; re-execute it)")
             continue
         if version["snapshot"] not in partitions:
             context.log.warning(f"{generation.registered_name} v{version['version']}: snapshot {version['snapshot']!r} is not a catalog partition; not evaluated")
@@ -89,4 +99,5 @@ def generator_registry_sensor(context: SensorEvaluationContext, mlflow: MLflowRe
         requests.append(RunRequest(run_key=f"{generation.registered_name}-v{version['version']}", partition_key=version["snapshot"],
                                    tags={CANDIDATE_TAG: version["version"]}))
     return SensorResult(run_requests=requests, cursor=json.dumps(sorted(requested, key=int)),
-                        skip_reason=None if requests else "no unevaluated generator version" + (f" (v{', v'.join(waiting)} still in their run)" if waiting else ""))
+                        skip_reason=None if requests else "no new generator version to evaluate" + (f" (v{', v'.join(waiting)} still in their run)" if waiting else "")
+                        + (f"; evaluation failed for {', '.join(failed)}" if failed else ""))

@@ -56,32 +56,34 @@ def download_model(model_uri: str, tracking_uri: str, dst: str | Path) -> Path:
 def record_verdict(client, model_name: str, version: str, passed: bool, tags: dict[str, Any]) -> str:
     """Tag the version with its evaluation figures and point `champion` (all checks passed) or
     `challenger` (any failed) at it; returns the alias set. A failing version never moves
-    `champion`, so whatever served before keeps serving."""
-    alias = "champion" if passed else "challenger"
+    `champion` off another version, so whatever served before keeps serving; but a version that
+    fails a re-evaluation (new bars, a new judge) stops being champion itself, and one that passes
+    stops being the challenger: an alias only ever names a version whose last verdict it is."""
+    alias, other = ("champion", "challenger") if passed else ("challenger", "champion")
     for key, value in {**tags, "evaluated": "true", "verdict": alias}.items():
         client.set_model_version_tag(model_name, str(version), key, str(value))
     client.set_registered_model_alias(model_name, alias, str(version))
+    if alias_version(client, model_name, other) == str(version):
+        client.delete_registered_model_alias(model_name, other)
     return alias
 
 
 def alias_version(client, model_name: str, alias: str) -> str | None:
+    """The version `alias` names, or None where it names none (any other registry error raises)."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def unevaluated_versions(client, model_name: str, kind: str = "rl") -> list[dict]:
     """Registered versions of `kind` with no verdict yet, oldest first: what the registry sensor
     hands to the evaluation job."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions = client.search_model_versions(f"name = '{model_name}'")
-    except MlflowException:
-        return []
+    versions = client.search_model_versions(f"name = '{model_name}'")  # none yet: [], a store error raises
     out = [{"version": str(v.version), "snapshot": v.tags.get("snapshot"), "run_id": v.run_id} for v in versions
            if v.tags.get("kind") == kind and v.tags.get("evaluated") != "true"]
     return sorted(out, key=lambda v: int(v["version"]))

@@ -75,7 +75,7 @@ def tracked_run(config: TrackingConfig, run_name: str, tags: Mapping[str, Any] |
     """An MLflow run that ends FINISHED, or FAILED if the body raises."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=config.tracking_uri)
+    client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)  # the registry the gate and sensor read
     exp_id = experiment_id(client, config)
     run = client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()})
     tracked = TrackedRun(client, run.info.run_id, exp_id, config.ui_url)

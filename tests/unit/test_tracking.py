@@ -45,3 +45,29 @@ def test_rl_curves_plot_leaves_out_a_loss_that_is_nan_throughout(tmp_path: Path,
     assert path.exists() and path.stat().st_size > 0
     assert any(label.startswith("mixture_loss (first 0.01)") for label in labels)
     assert not any(label.startswith("pretrain_loss") for label in labels)
+
+
+def test_an_alias_names_only_a_version_whose_last_verdict_it_is(tmp_path: Path):
+    """Against a real SQLite registry: a failing version never takes `champion` from another,
+    but a champion that fails a re-evaluation loses it, and a challenger that passes stops being
+    the challenger."""
+    from ml.tracking.registry import alias_version, record_verdict, register_folder, registry_client, unevaluated_versions
+
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts"), experiment="t")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.txt").write_text("w")
+    client = registry_client(config.tracking_uri)
+    assert unevaluated_versions(client, "g") == [] and alias_version(client, "g", "champion") is None
+    with tracked_run(config, "rl") as run:
+        one, two = (register_folder(run, tmp_path / "model", f"generator{i}", "g", tags={"kind": "rl", "snapshot": "s"}) for i in (1, 2))
+    assert [v["version"] for v in unevaluated_versions(client, "g")] == [one, two]
+    assert record_verdict(client, "g", one, True, {"eval.win_rate": 0.9}) == "champion"
+    assert record_verdict(client, "g", two, False, {}) == "challenger"
+    assert (alias_version(client, "g", "champion"), alias_version(client, "g", "challenger")) == (one, two)
+    assert unevaluated_versions(client, "g") == []
+    assert client.get_model_version("g", one).tags["eval.win_rate"] == "0.9"
+    record_verdict(client, "g", two, True, {})  # the challenger passes a re-evaluation
+    assert (alias_version(client, "g", "champion"), alias_version(client, "g", "challenger")) == (two, None)
+    record_verdict(client, "g", two, False, {})  # and then fails one: no version is champion
+    assert (alias_version(client, "g", "champion"), alias_version(client, "g", "challenger")) == (None, two)
+    assert client.get_model_version("g", two).tags["verdict"] == "challenger"
