@@ -88,7 +88,8 @@ def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torc
 
 @torch.no_grad()
 def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None, diversity=None) -> torch.Tensor:
-    """Images B x 3 x H x W in [0, 1]; batch b uses seed + b (fixed seeds for evaluation). With
+    """Images B x 3 x H x W in [0, 1]; the batch starting at row `start` uses seed + start (fixed
+    seeds for evaluation: the same prompts, seed and batch_size give the same images). With
     `diversity` (default: the pipeline's own codes, unless another `unet` is given) the codes come
     from a generator of their own, so a model with codes and one without start from the same noise."""
     if diversity is None and unet is None:

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from tqdm.auto import tqdm
 
 from ml.diffusion.ddim import ddim_step_with_logprob, predicted_original
@@ -103,6 +103,15 @@ class RLConfig(BaseModel):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _steps_inside_the_chain(self) -> "RLConfig":
+        horizon = self.sampling.num_inference_steps
+        if self.pathwise_step is not None and self.pathwise_step >= horizon:
+            raise ValueError(f"pathwise_step={self.pathwise_step}: the chain has steps 0..{horizon - 1}")
+        if self.pathwise_fidelity_step is not None and not -horizon <= self.pathwise_fidelity_step < horizon:
+            raise ValueError(f"pathwise_fidelity_step={self.pathwise_fidelity_step}: use a step in 0..{horizon - 1}, or -1 for the last")
+        return self
 
     @property
     def mixture_distill_range(self) -> range:
@@ -211,7 +220,10 @@ class RLTrainer:
         if config.finetune == "lora":
             from peft import LoraConfig
 
-            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            with torch.random.fork_rng(devices=[]):  # the adapter's random A matrices follow config.seed, not whatever ran before
+                torch.manual_seed(config.seed)
+                unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
+                                            target_modules=LORA_TARGETS))
             for name, param in unet.named_parameters():
                 param.requires_grad_("lora_" in name)
         else:

@@ -99,10 +99,12 @@ class PromptFidelity:
         if not self.pathwise_chroma:
             lightness = images.mean(dim=1, keepdim=True)
             images = lightness + (images - lightness).detach()
+        device = images.device  # the encoder stays where it was loaded (CPU); the gradient crosses back
+        images = images.to(next(self.encoder.model.parameters()).device)
         image = self.encoder.model.encode_image(self.preprocess.normalise(images), normalize=True)
         if not self.pathwise_color:
             metadata = [{**m, "names_color": False} for m in metadata]
-        return -self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).mean()
+        return -self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).mean().to(device)
 
     def _scores(self, image, prompts: list[str], metadata: list[dict]):
         """The reward of unit image embeddings (torch N x D), differentiable in them."""

@@ -103,6 +103,7 @@ class LaionAesthetic:
             raise RewardUnavailable(f"aesthetic head {head!r}: a local .safetensors file with the linear head's weight and bias") from exc
         self.head = torch.nn.Linear(state["weight"].shape[1], 1)
         self.head.load_state_dict(state)
+        self.head.to(device).eval()
         self.device = device
 
     def __call__(self, images, prompts, metadata):

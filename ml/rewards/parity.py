@@ -10,6 +10,8 @@ An image whose group cannot be read scores `no_read_penalty`, so collapse is nev
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -123,7 +125,8 @@ class GroupParity:
         for prompt in np.unique(prompt_of):
             members = torch.as_tensor(np.flatnonzero(prompt_of == prompt))
             quota = self.quota(prompt, log_p[members].detach().exp().sum(0).cpu().numpy(), len(members))
-            soft = sinkhorn_assignment(log_p[members].detach(), torch.as_tensor(quota, dtype=log_p.dtype), sinkhorn_iterations)
+            soft = sinkhorn_assignment(log_p[members].detach(), torch.as_tensor(quota, dtype=log_p.dtype, device=log_p.device),
+                                       sinkhorn_iterations)
             target = torch.as_tensor(round_assignment(soft.cpu().numpy(), quota * len(members)), device=log_p.device)
             losses.append(-log_p[members].gather(1, target[:, None]).squeeze(1) + no_read_weight * shortfall[members])
         return torch.cat(losses).mean() if losses else None
@@ -156,7 +159,7 @@ def sinkhorn_assignment(log_p, quota, iterations: int = 50):
     import torch
 
     n = log_p.shape[0]
-    log_quota = torch.log(quota.clamp_min(1e-12)) + torch.log(torch.tensor(float(n), dtype=log_p.dtype))
+    log_quota = torch.log(quota.clamp_min(1e-12)) + math.log(n)
     log_q = log_p.clone()
     for _ in range(iterations):
         log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) + log_quota  # columns to their quotas

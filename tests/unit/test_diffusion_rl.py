@@ -137,6 +137,31 @@ def _rl_config(**overrides):
     return RLConfig(**(base | overrides))
 
 
+def test_pathwise_steps_must_lie_inside_the_chain():
+    assert _rl_config(pathwise_step=3, pathwise_fidelity_step=-1).pathwise_step == 3  # 4 steps: 0..3, -1 the last
+    with pytest.raises(ValueError, match="pathwise_step=4"):
+        _rl_config(pathwise_step=4)
+    with pytest.raises(ValueError, match="pathwise_fidelity_step=-5"):
+        _rl_config(pathwise_fidelity_step=-5)
+
+
+def test_the_adapters_start_follows_the_seed_not_the_global_generator(tokenizer_dir):
+    """RL seeds must differ in the LoRA's random start as well as in their noise, and one seed must
+    start the same whatever drew from torch's global generator before."""
+    def adapter_start(seed: int, global_seed: int) -> dict[str, torch.Tensor]:
+        pipe = tiny_pipe(tokenizer_dir)
+        torch.manual_seed(global_seed)
+        trainer = RLTrainer(pipe, MultiReward({"redness": (Redness(), 1.0)}), ["a bag"], [{}], _rl_config(seed=seed))
+        return {k: v for k, v in trainer.trainable_state().items() if "lora_A" in k}
+
+    first = adapter_start(seed=0, global_seed=1)
+    assert first and all(v.abs().sum() > 0 for v in first.values())
+    again = adapter_start(seed=0, global_seed=2)
+    other = adapter_start(seed=1, global_seed=1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in first)
+
+
 @pytest.mark.parametrize("finetune", ["lora", "full"])
 def test_resume_continues_exactly_where_it_stopped(tokenizer_dir, tmp_path, finetune):
     def reward():  # each run its own: the parity memory is state the checkpoint must carry
