@@ -27,6 +27,7 @@ class CatalogCheck:
 
 CATALOG_CHECKS = (
     CatalogCheck("catalog_schema", "ERROR", "the contract's columns are present", "items"),
+    CatalogCheck("catalog_not_empty", "ERROR", "at least one item survived ingestion (a file whose every row was quarantined has none)", "items"),
     CatalogCheck("item_ids_unique", "ERROR", "item_id is present and unique", "items"),
     CatalogCheck("titles_non_empty", "ERROR", "every title has at least one character", "items"),
     CatalogCheck("price_in_range", "WARN", "prices are within [0, max_price]", "items"),
@@ -46,6 +47,7 @@ def _expectations(max_price: float, min_readable_share: float) -> dict[str, list
 
     return {
         "catalog_schema": [gxe.ExpectTableColumnsToMatchSet(column_set=ITEM_COLUMNS, exact_match=False)],
+        "catalog_not_empty": [gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=None)],
         "item_ids_unique": [gxe.ExpectColumnValuesToNotBeNull(column="item_id"), gxe.ExpectColumnValuesToBeUnique(column="item_id")],
         "titles_non_empty": [gxe.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1, max_value=None)],
         "price_in_range": [gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=max_price)],

@@ -17,14 +17,20 @@ def catalog_check_specs(asset: str, partitions_def=None, additional_deps: tuple[
 
 
 def to_check_result(outcome: CheckOutcome, asset: str) -> AssetCheckResult:
-    first = outcome.expectations[0] if outcome.expectations else {}
+    """`unexpected_count` sums the check's expectations (item_ids_unique: missing ids and
+    duplicated ones); each expectation's own evidence is under `expectations`."""
     metadata = {
         "expectations": MetadataValue.json(outcome.expectations),
         "validator": "great_expectations",
     }
-    for key in ("unexpected_count", "unexpected_percent", "element_count"):
-        if key in first and first[key] is not None:
-            metadata[key] = float(first[key]) if key == "unexpected_percent" else int(first[key])
+    counted = [e for e in outcome.expectations if e.get("unexpected_count") is not None]
+    if counted:
+        metadata["unexpected_count"] = sum(int(e["unexpected_count"]) for e in counted)
+    elements = [int(e["element_count"]) for e in outcome.expectations if e.get("element_count") is not None]
+    if elements:
+        metadata["element_count"] = max(elements)
+    if len(counted) == 1 and counted[0].get("unexpected_percent") is not None:  # GX's own share (of non-null values)
+        metadata["unexpected_percent"] = float(counted[0]["unexpected_percent"])
     return AssetCheckResult(
         check_name=outcome.check.name,
         asset_key=AssetKey(asset),

@@ -34,7 +34,7 @@ def test_catalog_group_quarantines_every_reason_and_tracks_the_run(defs_and_inst
     assert outcome.figures["items"] == 4 and outcome.figures["quarantined"] == len(source) - 4
     assert outcome.figures["reasons"] == expected
     # four of the nine image loads fail: the WARN check says so, the ERROR checks pass
-    assert outcome.checks == {"catalog_schema": True, "item_ids_unique": True, "titles_non_empty": True,
+    assert outcome.checks == {"catalog_schema": True, "catalog_not_empty": True, "item_ids_unique": True, "titles_non_empty": True,
                               "price_in_range": True, "readable_image_share": False}
 
     event = instance.get_latest_materialization_event(AssetKey("catalog_items"))

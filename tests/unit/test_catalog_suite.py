@@ -25,7 +25,19 @@ def test_each_defect_fails_its_own_check_with_evidence():
     assert not outcomes["readable_image_share"].passed  # 9/11 < 0.95
     result = to_check_result(outcomes["price_in_range"], "catalog_items")
     assert result.severity.value == "WARN" and result.metadata["unexpected_count"].value == 2
-    assert to_check_result(outcomes["item_ids_unique"], "catalog_items").severity.value == "ERROR"
+    ids = to_check_result(outcomes["item_ids_unique"], "catalog_items")
+    assert ids.severity.value == "ERROR" and ids.metadata["unexpected_count"].value == 3  # one missing id, two rows sharing "a"
+    assert outcomes["catalog_not_empty"].passed
+
+
+def test_an_empty_catalog_fails_a_blocking_check():
+    """Every row quarantined leaves no items: every per-row expectation passes vacuously, so the
+    row count is what stops the run."""
+    empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in ("item_id", "title", "image_uri", "image_hash")}).assign(price=pd.Series([], dtype=float))
+    outcomes = _outcomes(empty, [False] * 3)
+    assert not outcomes["catalog_not_empty"].passed
+    assert outcomes["catalog_schema"].passed and outcomes["item_ids_unique"].passed
+    assert to_check_result(outcomes["catalog_not_empty"], "catalog_items").severity.value == "ERROR"
 
 
 def test_missing_column_fails_the_schema_check():
