@@ -149,7 +149,8 @@ def item_attributes(context: AssetExecutionContext, catalog_snapshot: AssetManif
 def attribute_quality(item_attributes: AssetManifest, attributes: AttributesResource) -> AssetCheckResult:
     evaluation = item_attributes.figures.get("evaluation")
     if evaluation is None:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata={"note": "no ground truth beside the catalog"})
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, description="nothing to measure: no ground-truth labels beside the catalog",
+                                metadata={"unmeasured": MetadataValue.json(list(attribute_targets(attributes)))})
     targets = attribute_targets(attributes)
     failing = {k: f"{evaluation[k]:.4f} < {v}" for k, v in targets.items() if not evaluation[k] >= v}
     return AssetCheckResult(passed=not failing, severity=AssetCheckSeverity.ERROR,

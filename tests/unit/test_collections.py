@@ -231,3 +231,19 @@ def test_page_precision_item_coverage_and_long_tail():
     assert precision[0] == pytest.approx(0.5) and precision[1] == pytest.approx(1.0)
     assert item_coverage(feeds, pd.Index([0]), 20) == pytest.approx(0.5)
     assert long_tail_share(list(pages["key"]), {red_dress: 100}, 5) == pytest.approx(0.5)
+
+
+def test_collection_checks_measure_what_they_can_without_labels():
+    """Without ground truth P@10 is unmeasured, but item coverage still has its target; a coverage
+    ratio of inf (no baseline pages) is no evidence of beating the baseline."""
+    from dagster import AssetCheckSeverity
+
+    from assets.collections import _targets_check
+
+    targets = {"precision_at_10": 0.9, "item_coverage": 0.6, "topic_coverage_ratio": 4.0, "precision_margin": 0.0}
+    low = _targets_check({"item_coverage": 0.5}, targets, ("precision_at_10", "item_coverage"), AssetCheckSeverity.ERROR)
+    assert not low.passed and low.severity == AssetCheckSeverity.ERROR and low.metadata["unmeasured"].value == ["precision_at_10"]
+    assert _targets_check({"item_coverage": 0.7}, targets, ("precision_at_10", "item_coverage"), AssetCheckSeverity.ERROR).passed
+    none = _targets_check({"topic_coverage_ratio": float("inf")}, targets, ("topic_coverage_ratio", "precision_margin"), AssetCheckSeverity.WARN)
+    assert none.passed and none.severity == AssetCheckSeverity.WARN and "nothing to measure" in none.description
+    assert none.metadata["unmeasured"].value == ["topic_coverage_ratio", "precision_margin"]
