@@ -68,8 +68,8 @@ def catalog_ingestion(
     finally:
         mapper.close()
     seconds = catalog_snapshot.figures["seconds"] + stats.seconds
-    items_per_s = stats.rows / seconds if seconds else None
-    figures = {**stats.as_dict(), "items_per_s": round(items_per_s, 1), "total_seconds": round(seconds, 3)}
+    items_per_s = round(stats.rows / seconds, 1) if seconds > 0 else None  # None: too fast for the clock to tell
+    figures = {**stats.as_dict(), "items_per_s": items_per_s, "total_seconds": round(seconds, 3)}
     with mlflow.run(f"ingest-{key}", tags={"stage": "catalog", "snapshot": key, "dagster_run_id": context.run_id}) as run:
         run.log_params({"source": catalog_snapshot.uris["source"], "image_size": settings.image_size,
                         "compute_backend": mapper.name, "workers": getattr(mapper, "workers", 1)})
@@ -78,15 +78,15 @@ def catalog_ingestion(
                          **{f"quarantine.{reason}": n for reason, n in stats.reasons.items()}})
         run.log_dict(figures, "ingest_stats.json")
     storage.update_summary({"catalog": {"snapshot": key, "items": stats.items, "quarantined": stats.quarantined,
-                                        "rows": stats.rows, "items_per_s": round(items_per_s, 1)}})
-    context.log.info(f"{stats.items} items, {stats.quarantined} quarantined, {items_per_s:.0f} rows/s")
+                                        "rows": stats.rows, "items_per_s": items_per_s}})
+    context.log.info(f"{stats.items} items, {stats.quarantined} quarantined, {items_per_s} rows/s")
     items_uri, quarantine_uri = f"{out_uri}/{ITEMS_FILE}", f"{out_uri}/{QUARANTINE_FILE}"
     link = MetadataValue.url(run.url)
     yield Output(
         AssetManifest(uris={"items": items_uri, "images": f"{out_uri}/{IMAGES_FILE}"}, figures=figures),
         output_name="catalog_items",
         metadata={"items": stats.items, "unique_images": stats.unique_images, "items_sharing_an_image": stats.shared_image_items,
-                  "items_per_s": round(items_per_s, 1), "image_size": settings.image_size, "mlflow_run": link,
+                  "items_per_s": items_per_s if items_per_s is not None else float("nan"), "image_size": settings.image_size, "mlflow_run": link,
                   "path": items_uri, "preview": markdown_table(read_table(items_uri, ["item_id", "title", "price", "category", "image_hash"]), 10)},
     )
     quarantine = read_table(quarantine_uri, ["source_row", "item_id", "reason", "detail"])

@@ -7,9 +7,19 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from orchestration.profiles import load_profile, prepare_home
 
+
+
+def _built_config(manifest: Path) -> dict | None:
+    """The config the demo catalog at `manifest` was built with; None where there is none to
+    trust (missing, half-written or from another version): the catalog is then rebuilt."""
+    try:
+        return json.loads(manifest.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 def _definitions_and_instance(profile):
     prepare_home(profile)
@@ -72,7 +82,7 @@ def cmd_demo(args) -> int:
     config = DemoCatalogConfig(limit=args.limit)
     demo_dir = profile.home / "demo" / "catalog"
     manifest = demo_dir / MANIFEST_FILE
-    if args.rebuild or not manifest.exists() or json.loads(manifest.read_text())["config"] != config.model_dump(mode="json"):
+    if args.rebuild or _built_config(manifest) != config.model_dump(mode="json"):
         print(f"building the demo catalog in {demo_dir} ...", flush=True)
         try:
             build_demo_catalog(demo_dir, config)
