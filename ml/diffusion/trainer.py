@@ -556,6 +556,9 @@ class RLTrainer:
                     stats["pretrain_loss"].append(float(pretrain_loss.detach()))
                 stats["loss"].append(loss_total)
                 if (m + 1) % config.gradient_accumulation == 0 or m == len(minibatches) - 1:
+                    if self.diversity is not None and self.accelerator.num_processes > 1:  # DDP averages the UNet's gradients, not the codes'
+                        grad = self.diversity.embedding.grad
+                        self.diversity.embedding.grad = self.accelerator.reduce(torch.zeros_like(self.diversity.embedding) if grad is None else grad, "mean")
                     if config.max_grad_norm:
                         self.accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
                     self.optimizer.step()
@@ -630,17 +633,21 @@ class RLTrainer:
             folder.mkdir(parents=True, exist_ok=True)
             save_file(self.trainable_state(), str(folder / "trainable.safetensors"))
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, folder / "optimizer.pt")
-            save_file({"generator": self.generator.get_state(), "torch": torch.get_rng_state()}, str(folder / "rng.safetensors"))
-            state = {"iteration": self.iteration, "history": self.history, "numpy_rng": self.rng.bit_generator.state,
-                     "tracker": self.tracker.state_dict(), "reward": self.reward.state_dict(), "config": self.config.model_dump(),
-                     "finetune": self.config.finetune}
+            state = {"iteration": self.iteration, "history": self.history, "config": self.config.model_dump(), "finetune": self.config.finetune}
             (folder / "trainer_state.json").write_text(json.dumps(state))
+        self.accelerator.wait_for_everyone()
+        # each process's own draws (prompts, noise) and what it has seen (tracker, parity memory)
+        rank = self.accelerator.process_index
+        save_file({"generator": self.generator.get_state(), "torch": torch.get_rng_state()}, str(folder / f"rng-{rank}.safetensors"))
+        (folder / f"process-{rank}.json").write_text(json.dumps({"numpy_rng": self.rng.bit_generator.state, "tracker": self.tracker.state_dict(),
+                                                                 "reward": self.reward.state_dict()}))
         self.accelerator.wait_for_everyone()
         return folder
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Continue exactly where the checkpoint stopped: trainable weights, optimizer and
-        scheduler state, iteration, history and every random generator. Refuses a checkpoint
+        scheduler state, iteration, history and every process's random generators, stat tracker
+        and reward memory (resumed by as many processes as wrote it). Refuses a checkpoint
         whose weights do not fit this model (so a resume never silently starts from the base)."""
         from safetensors.torch import load_file
 
@@ -664,12 +671,16 @@ class RLTrainer:
         optim = torch.load(folder / "optimizer.pt", weights_only=True)
         self.optimizer.load_state_dict(optim["optimizer"])
         self.scheduler.load_state_dict(optim["scheduler"])
-        rng = load_file(str(folder / "rng.safetensors"))
+        rank = self.accelerator.process_index
+        if not (folder / f"process-{rank}.json").exists():
+            raise FileNotFoundError(f"checkpoint {folder} has no state for process {rank}: written by fewer processes than resume it, "
+                                    "or before each process kept its own (rng.safetensors): resume with the code that wrote it")
+        rng, own = load_file(str(folder / f"rng-{rank}.safetensors")), json.loads((folder / f"process-{rank}.json").read_text())
         self.generator.set_state(rng["generator"])
         torch.set_rng_state(rng["torch"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        self.tracker.load_state_dict(state["tracker"])
-        self.reward.load_state_dict(state.get("reward", {}))
+        self.rng.bit_generator.state = own["numpy_rng"]
+        self.tracker.load_state_dict(own["tracker"])
+        self.reward.load_state_dict(own.get("reward", {}))
         self.iteration, self.history = state["iteration"], state["history"]
 
 
