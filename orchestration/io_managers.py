@@ -9,6 +9,8 @@ import fsspec
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import BaseModel
 
+from ml.catalog.ingest import join_uri
+
 
 class AssetManifest(BaseModel):
     uris: dict[str, str] = {}
@@ -21,7 +23,7 @@ class ManifestIOManager(ConfigurableIOManager):
     def _uri(self, context: InputContext | OutputContext) -> str:
         key = "/".join(context.asset_key.path)
         partition = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
-        return f"{self.base_uri.rstrip('/')}/{key}/{partition}.json"
+        return join_uri(self.base_uri, key, f"{partition}.json")
 
     def handle_output(self, context: OutputContext, obj: AssetManifest) -> None:
         if not isinstance(obj, AssetManifest):

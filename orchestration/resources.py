@@ -22,7 +22,9 @@ class StorageResource(ConfigurableResource):
     data_root: str
 
     def uri(self, *parts: str) -> str:
-        return "/".join([self.data_root.rstrip("/"), *parts])
+        from ml.catalog.ingest import join_uri
+
+        return join_uri(self.data_root, *parts)
 
     @property
     def snapshot_registry(self) -> str:

@@ -55,6 +55,11 @@ def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 def join_uri(base: str, *parts: str) -> str:
+    """`base`/part/...; a part from data (a partition key, a snapshot id) may not climb out of
+    `base` or replace it: no '..' segment, no absolute path, no backslash, no URL scheme."""
+    for part in parts:
+        if part.startswith("/") or "\\" in part or "://" in part or ".." in part.split("/"):
+            raise ValueError(f"path part {part!r} would leave {base!r}: partition keys and ids are plain names")
     return "/".join([base.rstrip("/"), *parts])
 
 

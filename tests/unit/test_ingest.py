@@ -84,3 +84,14 @@ def test_data_root_can_be_an_fsspec_url(bad_catalog):
     assert stats.items == 4
     assert len(read_table(f"{root}/items.parquet")) == 4
     assert read_images(f"{root}/images.parquet")[1].shape[0] == stats.unique_images
+
+
+def test_a_partition_key_or_id_cannot_climb_out_of_the_data_root():
+    """Dagster accepts '..' and '/' in a dynamic partition key added by hand; every state path is
+    built by join_uri, which refuses them."""
+    from ml.catalog.ingest import join_uri
+
+    assert join_uri("/data/", "models", "shop-0123456789", "generator_v2") == "/data/models/shop-0123456789/generator_v2"
+    for bad in ("..", "a/../../etc", "/etc/passwd", "a\\..\\b", "file:///etc"):
+        with pytest.raises(ValueError, match="would leave"):
+            join_uri("/data", "models", bad)
