@@ -216,12 +216,15 @@ def registry_gate(context: AssetExecutionContext, preference_eval: AssetManifest
     failing = {k: f"{r['value']:.3f} vs bar {r['bar']:.3f}" for k, r in results.items() if not r["passed"]}
     context.log.info(f"{generation.registered_name} v{version}: {alias}" + (f" (failing: {failing})" if failing else ""))
     figures = {"version": version, "alias": alias, "passed": passed, "champion_version": champion or "none", "failing": ", ".join(failing) or "none"}
-    return Output(AssetManifest(uris={}, figures=figures), metadata={**figures, "gates": MetadataValue.json(results)})
+    return Output(AssetManifest(uris={}, figures=figures), metadata={**figures, "gates": MetadataValue.json(results),
+                                                                     "registry": MetadataValue.url(mlflow.model_version_url(generation.registered_name, version))})
 
 
 def _check(results: dict[str, dict], keys: tuple[str, ...], figures: dict) -> AssetCheckResult:
     failing = [k for k in keys if not results[k]["passed"]]
     return AssetCheckResult(passed=not failing, severity=AssetCheckSeverity.WARN,
+                            description=f"registry version v{figures.get('candidate_version')} (a sensor-started evaluation may judge "
+                                        "another version than this partition's rl_generator)",
                             metadata={**{f"{k}": float(results[k]["value"]) for k in keys}, **{f"{k}_bar": float(results[k]["bar"]) for k in keys},
                                       "candidate_version": str(figures.get("candidate_version")), "failing": ", ".join(failing) or "none"})
 

@@ -52,6 +52,11 @@ class MLflowResource(ConfigurableResource):
         return TrackingConfig(tracking_uri=self.tracking_uri, artifact_root=self.artifact_root,
                               experiment=self.experiment, ui_url=self.ui_url)
 
+    def model_version_url(self, model_name: str, version: str) -> str:
+        from ml.tracking.runs import model_version_url
+
+        return model_version_url(self.ui_url, model_name, version)
+
     @contextmanager
     def run(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
         with tracked_run(self.tracking(), name, tags) as run:

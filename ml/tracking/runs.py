@@ -20,6 +20,11 @@ class TrackingConfig(BaseModel):
     ui_url: str = "http://127.0.0.1:5000"
 
 
+def model_version_url(ui_url: str, model_name: str, version: str) -> str:
+    """The registry page of one model version in the MLflow UI."""
+    return f"{ui_url.rstrip('/')}/#/models/{model_name}/versions/{version}"
+
+
 @dataclass
 class TrackedRun:
     client: Any  # mlflow.MlflowClient
@@ -30,6 +35,9 @@ class TrackedRun:
     @property
     def url(self) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    def model_version_url(self, model_name: str, version: str) -> str:
+        return model_version_url(self.ui_url, model_name, version)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
