@@ -77,8 +77,11 @@ EXACT_TIE = 1e-6  # score differences up to this are float noise: a tie in the s
 
 
 def paired_wins(candidate: np.ndarray, baseline: np.ndarray, tie_tolerance: float = EXACT_TIE) -> np.ndarray:
-    """1 where the candidate's image scores higher, 0 where lower, 0.5 for a tie."""
+    """1 where the candidate's image scores higher, 0 where lower, 0.5 for a tie. A missing score
+    (NaN) is an error: it would otherwise count as a loss."""
     diff = np.asarray(candidate, np.float64) - np.asarray(baseline, np.float64)
+    if np.isnan(diff).any():
+        raise ValueError(f"{int(np.isnan(diff).sum())} of {len(diff)} pairs have no judge score (NaN): fix the judge before counting wins")
     return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
 
 

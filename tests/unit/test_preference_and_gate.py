@@ -10,6 +10,8 @@ from ml.judge.preference import judge_resolution, paired_wins, win_rate_report
 
 def test_paired_wins_count_ties_half():
     assert paired_wins(np.array([1.0, 0.5, 0.2]), np.array([0.5, 0.5, 0.3])).tolist() == [1.0, 0.5, 0.0]
+    with pytest.raises(ValueError, match="no judge score"):
+        paired_wins(np.array([1.0, np.nan]), np.array([0.5, 0.5]))
 
 
 def test_win_rate_report_per_prompt_and_interval():
@@ -23,6 +25,11 @@ def test_win_rate_report_per_prompt_and_interval():
     assert 0.5 < figures["win_rate_ci_low"] <= figures["win_rate"] <= figures["win_rate_ci_high"] <= 1
     same, _ = win_rate_report(prompts, baseline, baseline)
     assert same["win_rate"] == 0.5 and same["tie_share"] == 1.0
+    # by hand: a wins 1 and ties 1 of 2 (0.75), b wins 1 of 3 (1/3); each prompt counts once, not each pair (2.5 / 5)
+    two = pd.DataFrame({"prompt": ["a", "a", "b", "b", "b"], "suite": "titles"})
+    figures, per_prompt = win_rate_report(two, np.array([1.0, 0.5, 0.0, 0.0, 1.0]), np.array([0.0, 0.5, 1.0, 1.0, 0.0]))
+    assert per_prompt.set_index("prompt")["win_rate"].to_dict() == pytest.approx({"a": 0.75, "b": 1 / 3})
+    assert figures["win_rate"] == pytest.approx((0.75 + 1 / 3) / 2) and figures["tie_share"] == pytest.approx(0.2)
 
 
 class _PixelJudge:
