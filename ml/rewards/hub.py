@@ -1,6 +1,7 @@
-"""Production rewards, each behind a lazy import or a local-only model load. Offline (or
-without the package) they fail at construction with `RewardUnavailable` naming what to
-install or download; nothing is fetched at run time."""
+"""Production rewards, each behind a lazy import. Hugging Face models load from local files
+only; ImageReward and HPSv2 are loaded by their own packages, which fetch weights on first use
+where there is a network. Offline (or without the package) they fail with `RewardUnavailable`
+naming what to install or download, and the underlying error."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class ImageRewardScore:
         try:
             self.model = reward_lib.load(model, device=device)
         except Exception as exc:  # the package downloads on load
-            raise RewardUnavailable(f"ImageReward {model!r} could not be loaded offline ({type(exc).__name__})") from exc
+            raise RewardUnavailable(f"ImageReward {model!r} could not be loaded (offline, its weights must already be in the package's "
+                                    f"cache): {type(exc).__name__}: {str(exc)[:200]}") from exc
 
     def __call__(self, images, prompts, metadata):
         from ml.diffusion.sampling import images_to_uint8
@@ -80,7 +82,8 @@ class HPSv2:
         try:
             return [float(self.hpsv2.score(Image.fromarray(x), p, hps_version=self.version)[0]) for p, x in zip(prompts, images_to_uint8(images))]
         except Exception as exc:
-            raise RewardUnavailable(f"HPSv2 {self.version} weights are not available offline ({type(exc).__name__})") from exc
+            raise RewardUnavailable(f"HPSv2 {self.version} could not score (offline, its weights must already be in the package's "
+                                    f"cache): {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 @register_reward("aesthetic")
