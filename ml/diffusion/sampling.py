@@ -38,9 +38,12 @@ def encode_prompts(pipe, prompts: list[str]) -> torch.Tensor:
 
 
 def guided_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, negative: torch.Tensor, guidance: float) -> torch.Tensor:
-    """The UNet's noise prediction with classifier-free guidance (one batched call)."""
+    """The UNet's noise prediction with classifier-free guidance (one batched call); a one-row
+    `negative` serves the whole batch."""
     if guidance == 1.0:
         return unet(latents, t, encoder_hidden_states=embeds).sample
+    if negative.shape[0] == 1:
+        negative = negative.expand(len(latents), -1, -1)
     both = unet(torch.cat([latents, latents]), torch.cat([t, t]) if t.ndim else t, encoder_hidden_states=torch.cat([negative, embeds])).sample
     uncond, cond = both.chunk(2)
     return uncond + guidance * (cond - uncond)

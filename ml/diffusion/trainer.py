@@ -286,7 +286,7 @@ class RLTrainer:
         next_latents = trajectories.latents[rows, steps + 1]
         t = trajectories.timesteps[steps]
         embeds = self._trajectory_condition(trajectories, rows)
-        noise = guided_noise(self.unet, latents, t, embeds, self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+        noise = guided_noise(self.unet, latents, t, embeds, self.negative, config.guidance_scale)
         _, log_prob, mean, std = ddim_step_with_logprob(self.pipe.scheduler, noise, t, latents, config.num_inference_steps, config.eta,
                                                         prev_sample=next_latents, return_mean=True)
         return log_prob, mean, std, latents, t, rows
@@ -294,15 +294,15 @@ class RLTrainer:
     @torch.no_grad()
     def _base_noise(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         """The base model's guided noise prediction (LoRA: the adapters switched off)."""
-        guidance, negative = self.config.sampling.guidance_scale, self.negative.expand(len(latents), -1, -1)
+        guidance = self.config.sampling.guidance_scale
         if self.config.finetune == "lora":
             unet = self.accelerator.unwrap_model(self.unet)
             unet.disable_adapters()
             try:
-                return guided_noise(unet, latents, t, embeds, negative, guidance)
+                return guided_noise(unet, latents, t, embeds, self.negative, guidance)
             finally:
                 unet.enable_adapters()
-        return guided_noise(self.base_unet, latents, t, embeds, negative, guidance)
+        return guided_noise(self.base_unet, latents, t, embeds, self.negative, guidance)
 
     def _kl_to_base(self, trajectories, latents, t, rows, mean, std) -> torch.Tensor:
         config = self.config.sampling
@@ -319,7 +319,7 @@ class RLTrainer:
         latents = trajectories.latents[rows, steps]
         t = trajectories.timesteps[steps]
         embeds = self._trajectory_condition(trajectories, rows)
-        noise = guided_noise(self.unet, latents, t, embeds, self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+        noise = guided_noise(self.unet, latents, t, embeds, self.negative, config.guidance_scale)
         return decode_with_grad(self.pipe.vae, predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps))
 
     def _pathwise_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]):
@@ -372,8 +372,7 @@ class RLTrainer:
         for k in range(min(self.config.explore_steps, len(trajectories.timesteps))):
             t = trajectories.timesteps[k]
             embeds = self._trajectory_condition(trajectories, index)
-            noise = guided_noise(self.unet, trajectories.latents[index, k], t, embeds,
-                                 self.negative.expand(len(rows), -1, -1), config.guidance_scale)
+            noise = guided_noise(self.unet, trajectories.latents[index, k], t, embeds, self.negative, config.guidance_scale)
             _, log_prob = ddim_step_with_logprob(self.pipe.scheduler, noise, t, trajectories.latents[index, k], config.num_inference_steps,
                                                  config.eta, prev_sample=trajectories.latents[index, k + 1])
             trajectories.log_probs[index, k] = log_prob
@@ -425,8 +424,7 @@ class RLTrainer:
         at = torch.as_tensor(self.rng.integers(trained.start, trained.stop, len(part)))
         latents = mixture["latents"][part, at]
         condition = self._coded(embeds[mixture["rows"][part]], mixture["codes"][part])
-        noise = guided_noise(self.unet, latents, mixture["timesteps"][at], condition, self.negative.expand(len(part), -1, -1),
-                             self.config.sampling.guidance_scale)
+        noise = guided_noise(self.unet, latents, mixture["timesteps"][at], condition, self.negative, self.config.sampling.guidance_scale)
         return torch.nn.functional.mse_loss(noise, mixture["targets"][part, at])
 
     def _mixture_backward(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> float:
@@ -443,16 +441,15 @@ class RLTrainer:
         latents, t = trajectories.latents[rows, steps], trajectories.timesteps[steps]
         with torch.no_grad():
             goal = target(latents, t, trajectories.prompt_embeds[rows])
-        policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), self.negative.expand(len(rows), -1, -1),
+        policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), self.negative,
                               self.config.sampling.guidance_scale)
         return torch.nn.functional.mse_loss(policy, goal)
 
     def _code_invariance_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Mean squared change a row's code makes to the policy's guided noise prediction: on
         prompts that name their group the codes should change nothing."""
-        negative = self.negative.expand(len(rows), -1, -1)
         return self._coded_prediction_gap(
-            trajectories, rows, steps, lambda latents, t, embeds: guided_noise(self.unet, latents, t, embeds, negative, self.config.sampling.guidance_scale))
+            trajectories, rows, steps, lambda latents, t, embeds: guided_noise(self.unet, latents, t, embeds, self.negative, self.config.sampling.guidance_scale))
 
     def _title_anchor_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Mean squared distance of a titled row's guided noise prediction from the base's."""
