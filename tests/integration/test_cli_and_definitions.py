@@ -45,7 +45,7 @@ def test_ingest_of_a_bad_file_exits_nonzero_naming_it(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["success"] is False
 
 
-@pytest.mark.timeout(900)  # the whole demo on a slice plus a sensor-driven evaluation: past 300 s on a machine half as fast as usual
+@pytest.mark.timeout(1200)  # the whole demo on a slice plus a sensor-driven evaluation: past 300 s on a machine half as fast as usual
 def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     """One demo run on 600 items through every stage, then what a user would look at: the summary,
     the gallery, the schedule, and the registry (models load back by alias)."""
@@ -57,7 +57,8 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     from ml.tracking.registry import download_model
 
     home = tmp_path / "home"
-    proc = _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home, timeout=600)  # 210 s alone on the slow machine; 300 s was too close
+    # 210 s alone on the slow machine (357 s on 2026-12-05); 600 s ran out with another job on the machine
+    proc = _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((home / "reports" / "summary.json").read_text())
     assert summary["catalog"]["items"] == 600  # 300 per split
