@@ -154,7 +154,7 @@ def landing_pages(context: AssetExecutionContext, collection_topics: AssetManife
     write_table(_pages_frame(view, result), f"{base}/pages.parquet")
     write_table(_feeds_frame(view, result.feeds), f"{base}/feeds.parquet")
     published = result.published
-    gallery = Gallery(f"{base}/site", view.space, view.items)
+    gallery = Gallery(storage.local_dir("collections", context.partition_key, "site"), view.space, view.items)
     hrefs = gallery.pages(published, result.feeds)
     dropped = result.pages[result.pages["status"] == "dropped"]
     gallery.table("dropped.html", "Dropped content-first pages", dropped, ["title", "feed_size", "predicted_precision", "reason"])
@@ -261,7 +261,7 @@ def collection_report(context: AssetExecutionContext, landing_pages: AssetManife
         sweep = sweep_log_sizes(view, pages, feeds, log, parser, truth, config, collections.log_sizes,
                                 find_simulator(search_demand.uris["catalog_dir"]), _titler(view, log, attributes, collections))
         write_table(sweep, f"{base}/report_sweep.parquet")
-        chart = plot_report(sweep, int(log["count"].sum()), Path(base) / "collection_report.png")
+        chart = plot_report(sweep, int(log["count"].sum()), storage.local_dir("collections", context.partition_key) / "collection_report.png")
         metadata["chart"] = MetadataValue.path(str(chart))
         metadata["sweep"] = markdown_table(sweep.round(4))
     else:
@@ -275,7 +275,7 @@ def collection_report(context: AssetExecutionContext, landing_pages: AssetManife
                 run.log_metrics({"sweep.baseline_pages": row.baseline_pages, "sweep.topic_coverage_ratio": row.topic_coverage_ratio,
                                  "sweep.baseline_precision_at_10": row.baseline_precision_at_10}, step=int(row.log_queries))
             run.log_dict(sweep.to_dict("records"), "sweep.json")
-            run.client.log_artifact(run.run_id, str(Path(base) / "collection_report.png"), "plots")
+            run.client.log_artifact(run.run_id, str(chart), "plots")
     metadata["mlflow_run"] = MetadataValue.url(run.url)
     summary = {k: headline[k] for k in ("pages", "baseline_pages", "topic_coverage_ratio", "precision_at_10", "baseline_precision_at_10",
                                         "item_coverage", "baseline_item_coverage", "long_tail_share", "log_searches") if k in headline}

@@ -2,9 +2,7 @@
 prompts and seeds, and the registry gate that gives the version `champion` or `challenger`."""
 
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, AssetIn, MetadataValue, Output, asset, asset_check
 
@@ -29,7 +27,7 @@ def _generators(context: AssetExecutionContext, base_generator: AssetManifest, r
     folder = rl_generator.uris["pipeline"]
     if version != str(rl_generator.figures["version"]):
         folder = download_model(f"models:/{registered_name}/{version}", mlflow.tracking_uri,
-                                storage.uri("models", context.partition_key, f"generator_v{version}"))
+                                storage.local_dir("models", context.partition_key, f"generator_v{version}"))
     return load_pipeline(base_generator.uris["pipeline"]), load_pipeline(folder), version
 
 
@@ -58,7 +56,7 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
     """Group distributions per prompt for base and RL (same prompts, same seeds), parity distance
     to uniform, normalised entropy and the no-read share, with bootstrap intervals over prompts."""
     from ml.diffusion.sampling import generate, images_to_uint8
-    from ml.fairness.parity import comparable_prompts, parity_ratio_interval, parity_summary, per_prompt_parity
+    from ml.fairness.parity import comparable_prompts, parity_floor, parity_ratio_interval, parity_summary, per_prompt_parity
     from ml.tracking.plots import plot_group_shares, plot_paired_grid
 
     started = time.perf_counter()
@@ -83,12 +81,12 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
                "parity_prompts_left_out": len(unmeasured), "images_per_prompt": evaluation.bias_samples_per_prompt,
                **{f"{k}_{name}": v for name, s in summaries.items() for k, v in s.items()},
                "parity_ratio": float(rl_d.mean() / max(base_d.mean(), 1e-12)), "parity_ratio_ci_low": ratio_low, "parity_ratio_ci_high": ratio_high,
-               "parity_floor": float(np.sqrt((1 - 1 / len(groups)) / evaluation.bias_samples_per_prompt)), "seconds": 0.0}
+               "parity_floor": parity_floor(len(groups), evaluation.bias_samples_per_prompt), "seconds": 0.0}
     figures["parity_reduction"] = 1 - figures["parity_ratio"]
     # reported beside the gated figure: what the cut is with the n-image sampling bias taken out
     figures["parity_reduction_debiased"] = 1 - figures["parity_distance_debiased_rl"] / max(figures["parity_distance_debiased_base"], 1e-12)
     figures = {k.replace("parity_distance", "parity"): v for k, v in figures.items()}
-    out = Path(storage.uri("evaluation", context.partition_key))
+    out = storage.local_dir("evaluation", context.partition_key)
     chart = plot_group_shares(tables["base"], tables["rl"], groups, out / "bias_groups.png",
                               f"group shares per prompt, base vs RL v{version} (parity distance above each bar)", colors)
     shown = [i * evaluation.bias_samples_per_prompt + s for i in range(min(evaluation.grid_prompts, len(prompts))) for s in range(2)]
@@ -163,7 +161,7 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
                     "tie_share_beyond_resolution": coarse["tie_share"]})
     per_prompt = per_prompt.assign(win_rate_beyond_resolution=coarse_per_prompt["win_rate"].to_numpy())
     figures.update({"judge": judge.name, "prompt_set": prompt_set, "candidate_version": version, "seconds": round(time.perf_counter() - started, 1)})
-    out = Path(storage.uri("evaluation", context.partition_key))
+    out = storage.local_dir("evaluation", context.partition_key)
     chart = plot_win_rates(per_prompt, evaluation.min_win_rate, out / "preference_per_prompt.png",
                            f"win-rate {figures['win_rate']:.2f} [{figures['win_rate_ci_low']:.2f}, {figures['win_rate_ci_high']:.2f}] "
                            f"under {judge.name.split(':')[0]}")

@@ -34,7 +34,7 @@ def catalog_judge(context: AssetExecutionContext, catalog_items: AssetManifest, 
     items, pixels = _labelled_images(catalog_items, item_attributes)
     judge, figures = train_category_judge(list(items["item_id"]), pixels, list(items["category"]),
                                           ClassifierConfig(epochs=generation.judge_epochs, width=16, seed=generation.seed))
-    folder = judge.save(storage.uri("models", context.partition_key, "catalog_judge"))
+    folder = judge.save(storage.local_dir("models", context.partition_key, "catalog_judge"))
     coloured = items["color"].notna().to_numpy()
     sample = np.flatnonzero(coloured)[:5000]
     read = np.asarray(demo_color_reader().read(pixels[sample]), dtype=object)
@@ -69,7 +69,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
 
     started = time.perf_counter()
     items, pixels = _labelled_images(catalog_items, item_attributes)
-    folder = Path(storage.uri("models", context.partition_key, "generator_base"))
+    folder = storage.local_dir("models", context.partition_key, "generator_base")
     figures: dict = {"generator": generation.generator}
     history: list[dict] = []
     reader = demo_color_reader()
@@ -211,7 +211,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     eval_meta = [m for m in prompt_metadata(held_out) for _ in range(generation.eval_samples_per_prompt)]
     reward = make_multi_reward(generation.reward_spec(dual_encoder.uris["model"], prompts))
     before, before_parts, before_images = evaluate_rewards(pipe, reward, eval_prompts, eval_meta, config.sampling, generation.eval_seed)
-    folder = Path(storage.uri("models", context.partition_key, "generator_rl"))
+    folder = storage.local_dir("models", context.partition_key, "generator_rl")
     grids = folder.parent / "rl_grids"
     shown = list(held_out["prompt"][:16])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -25,6 +26,16 @@ class StorageResource(ConfigurableResource):
         from ml.catalog.ingest import join_uri
 
         return join_uri(self.data_root, *parts)
+
+    def local_dir(self, *parts: str) -> Path:
+        """A local folder for what libraries write with plain file APIs (model folders, plots, the
+        gallery site): under `data_root` where that is a local path, else under `home`/local-data
+        (a `Path` of an s3:// URL would be a local folder named 's3:'). Models reach other
+        machines through the MLflow registry, plots as run artifacts."""
+        from ml.catalog.ingest import join_uri
+
+        root = self.data_root.removeprefix("file://")
+        return Path(join_uri(root if "://" not in root else f"{self.home}/local-data", *parts))
 
     @property
     def snapshot_registry(self) -> str:

@@ -29,6 +29,12 @@ def parity_distance(distribution: np.ndarray) -> float:
     return float(np.linalg.norm(distribution - 1.0 / len(distribution)))
 
 
+def parity_floor(groups: int, n: int) -> float:
+    """The parity distance an exactly uniform generator still shows on n images of `groups` groups
+    (the root of its squared distance's expectation, (1 - 1/K) / n): 0.083 for 128 images of 8."""
+    return float(np.sqrt((1 - 1 / groups) / n))
+
+
 def parity_distance_debiased(distribution: np.ndarray, n: int) -> float:
     """The parity distance with the sampling bias of its square taken out: measured on n images,
     the squared distance overstates the model's by (1 - sum of squared shares) / n, which weighs

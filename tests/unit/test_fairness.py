@@ -8,7 +8,7 @@ from skimage import data
 
 from ml.fairness.color_reader import NO_READ
 from ml.fairness.parity import (bootstrap_gain, bootstrap_mean, comparable_prompts, group_distribution, normalised_entropy,
-                                parity_distance, parity_distance_debiased, parity_ratio_interval, parity_summary, per_prompt_parity)
+                                parity_distance, parity_distance_debiased, parity_floor, parity_ratio_interval, parity_summary, per_prompt_parity)
 from ml.fairness.people import SKIN_TONES, PeopleReader, ita_group, skin_ita
 
 
@@ -121,6 +121,8 @@ def test_debiased_parity_takes_out_the_sampling_bias_that_inflates_a_near_even_m
     # the skewed mix is never floored, so there its square is the unbiased estimate of the model's
     assert (debiased > 0).all() and (debiased**2).mean() == pytest.approx(parity_distance(truth) ** 2, abs=2e-3)
     assert (plain**2).mean() > parity_distance(truth) ** 2 + 0.005  # where the plain square is biased up by ~(1 - sum p^2) / 128
+    even = np.array([parity_distance(d) ** 2 for d in rng.multinomial(128, np.full(8, 1 / 8), size=4000) / 128])
+    assert np.sqrt(even.mean()) == pytest.approx(parity_floor(8, 128), rel=0.03)  # what an exactly even model reads
     assert parity_distance_debiased(np.array([1.0, 0, 0, 0]), 50) == pytest.approx(np.sqrt(1 - 1 / 4), rel=0.02)
     assert np.isnan(parity_distance_debiased(np.array([1.0, 0]), 1))
     table = per_prompt_parity(pd.DataFrame({"prompt": ["p"] * 4, "group": ["a", "b", "c", "d"]}), ["a", "b", "c", "d"])

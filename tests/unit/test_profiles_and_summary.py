@@ -44,3 +44,17 @@ def test_production_profile_asks_for_model_folders_clearly(tmp_path):
         resource.make_judge(CurationConfig())
     assert isinstance(AttributesResource().make_judge(CurationConfig()), RuleJudge)
     assert AttributesResource().min_items_for(70_000) == 50 and AttributesResource().min_items_for(600) == 3
+
+
+def test_files_written_with_plain_file_apis_stay_local_when_the_data_root_is_a_url(tmp_path):
+    """Model folders, plots and the gallery go through StorageResource.local_dir: under a local data
+    root as before, but never into a local folder named 's3:' when the data root is a URL."""
+    from orchestration.resources import StorageResource
+
+    local = StorageResource(home=str(tmp_path / "home"), data_root=str(tmp_path / "data"))
+    assert local.local_dir("models", "k", "generator_rl") == tmp_path / "data" / "models" / "k" / "generator_rl"
+    remote = StorageResource(home=str(tmp_path / "home"), data_root="s3://bucket/shop")
+    assert remote.uri("catalog", "k") == "s3://bucket/shop/catalog/k"
+    assert remote.local_dir("models", "k") == tmp_path / "home" / "local-data" / "models" / "k"
+    with pytest.raises(ValueError, match="would leave"):
+        remote.local_dir("models", "../../etc")
