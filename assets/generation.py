@@ -136,7 +136,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(grid)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool))}, "samples": MetadataValue.path(str(grid)),
                             "per_category": markdown_table(per_category.round(3)), "per_color": markdown_table(per_color.round(3)), "mlflow_run": MetadataValue.url(run.url),
-                            "registry": MetadataValue.url(run.model_version_url(generation.registered_name, version))})
+                            "registry": MetadataValue.url(mlflow.model_version_url(generation.registered_name, version))})
 
 
 @asset_check(asset=base_generator, partitions_def=catalog_partitions, blocking=False,
@@ -271,7 +271,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
     return Output(AssetManifest(uris={"pipeline": str(folder), "samples": str(final_grid), "curves": str(curves)}, figures=figures),
                   metadata={**{k: v for k, v in figures.items() if isinstance(v, (int, float, str))}, "curves": MetadataValue.path(str(curves)),
                             "samples": MetadataValue.path(str(final_grid)), "mlflow_run": MetadataValue.url(run.url),
-                            "registry": MetadataValue.url(run.model_version_url(generation.registered_name, version))})
+                            "registry": MetadataValue.url(mlflow.model_version_url(generation.registered_name, version))})
 
 
 @asset_check(asset=rl_generator, partitions_def=catalog_partitions, blocking=False,

@@ -19,8 +19,7 @@ from orchestration.resources import GenerationResource, MLflowResource, StorageR
 SETTLE_SECONDS = 5.0  # a file still being written is left for the next tick
 
 
-def _fingerprint(path: Path) -> str:
-    stat = path.stat()
+def _fingerprint(stat) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -36,10 +35,11 @@ def catalog_inbox_sensor(context: SensorEvaluationContext, storage: StorageResou
     now = time.time()
     for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
-            fingerprint, modified = _fingerprint(path), path.stat().st_mtime
+            stat = path.stat()
         except FileNotFoundError:  # moved away since the listing: nothing to register
             continue
-        if seen.get(path.name) == fingerprint or now - modified < SETTLE_SECONDS:
+        fingerprint = _fingerprint(stat)
+        if seen.get(path.name) == fingerprint or now - stat.st_mtime < SETTLE_SECONDS:
             continue
         seen[path.name] = fingerprint
         if path.suffix.lower() not in SUPPORTED_FORMATS:

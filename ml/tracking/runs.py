@@ -36,9 +36,6 @@ class TrackedRun:
     def url(self) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
-    def model_version_url(self, model_name: str, version: str) -> str:
-        return model_version_url(self.ui_url, model_name, version)
-
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
