@@ -55,9 +55,10 @@ def colour_lean(home: Path, seeds: int, alphas: list[float], pipeline: Path | No
     meta = prompt_metadata(rows)
     reader = demo_color_reader()
     judge = CatalogJudge(CategoryJudge.load(manifest(home, "catalog_judge")["uris"]["judge"]), reader)
-    spec = GenerationResource().reward_spec(manifest(home, "dual_encoder")["uris"]["model"], prompts)["prompt_fidelity"]
+    generation = GenerationResource()
+    spec = generation.reward_spec(manifest(home, "dual_encoder")["uris"]["model"], prompts)["prompt_fidelity"]
     fidelity = make_reward("prompt_fidelity", **{k: v for k, v in spec.items() if k != "weight"})
-    sampling, seed = GenerationResource().rl_config().sampling, EvaluationResource().seed
+    sampling, seed = generation.rl_config().sampling, EvaluationResource().seed
     base = load_pipeline(manifest(home, "base_generator")["uris"]["pipeline"])
     with torch.no_grad():
         images = generate(base, list(rows["prompt"]), sampling, seed)
