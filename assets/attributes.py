@@ -23,6 +23,7 @@ from ml.catalog.splits import assign_splits
 from ml.catalog.store import item_pixels, read_table, write_table
 from ml.embedding.encode import read_embeddings
 from ml.embedding.factory import create_dual_encoder
+from ml.tracking.registry import record_verdict
 from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
 from orchestration.resources import AttributesResource, EmbeddingResource, MLflowResource, StorageResource
@@ -133,14 +134,17 @@ def item_attributes(context: AssetExecutionContext, catalog_snapshot: AssetManif
             run.log_dict(per_type.to_dict("records"), "per_type.json")
             run.log_dict(thresholds.to_dict("records"), "thresholds.json")
             run.set_tags({"dual_encoder": dual_encoder.figures["model_uri"], "targets_met": passed})
-            if passed:  # the registry holds the versions that pass the checks
-                run.client.set_registered_model_alias(dual_encoder.figures["registered_name"], "champion", dual_encoder.figures["version"])
+            # the registry holds the versions that pass the checks, by the same alias rule as the generator's gate
+            verdict = record_verdict(run.client, dual_encoder.figures["registered_name"], str(dual_encoder.figures["version"]), passed,
+                                     {f"eval.{k}": round(float(evaluation[k]), 4) for k in targets})
         figures["champion"] = passed
+        figures["verdict"] = verdict
         metadata["mlflow_run"] = MetadataValue.url(run.url)
         storage.update_summary({"attributes": {k: round(evaluation[k], 4) for k in ("recall_at_10", "category_accuracy",
                                                                                      "color_accuracy_text_silent", "student_recall_at_10")}})
     return Output(AssetManifest(uris={"item_attributes": out}, figures=figures),
                   metadata={**metadata, "assignments": len(assigned), "provenance": MetadataValue.json(provenance),
+                            **({"registry_verdict": figures["verdict"]} if "verdict" in figures else {}),
                             **{k: v for k, v in figures.get("evaluation", {}).items()}, "path": out})
 
 

@@ -103,6 +103,10 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert encoder.encode_texts(["red tee"]).shape == (1, 64)
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("shopwindow-dual-encoder", "champion")
+    # ...it is the challenger, by the same rule as the generator's gate, with its measured figures as tags
+    challenger = client.get_model_version_by_alias("shopwindow-dual-encoder", "challenger")
+    assert challenger.version == version.version and challenger.tags["verdict"] == "challenger"
+    assert float(challenger.tags["eval.recall_at_10"]) >= 0
 
     # the generator: base (alias "base") and its RL version, both loadable StableDiffusionPipelines
     generation = summary["generation"]
