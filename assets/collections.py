@@ -12,14 +12,15 @@ from assets.partitions import catalog_partitions
 from ml.attributes.evaluate import find_ground_truth
 from ml.attributes.taxonomy import Taxonomy
 from ml.catalog.store import item_pixels, read_table, write_table
-from ml.collections.build import CatalogView, Collections, load_catalog_view, search_log
+from ml.collections.build import CatalogView, load_catalog_view, search_log
 from ml.collections.demand import demand_by_key, read_query_log
 from ml.collections.report import plot_report
 from ml.collections.site import Gallery
 from ml.collections.space import QueryParser
 from ml.collections.sweep import find_simulator, headline_figures, sweep_log_sizes
+from ml.collections.tables import read_feeds, read_pages, read_topic_candidates, write_collections, write_topic_candidates
 from ml.collections.titles import make_titler
-from ml.collections.topics import TopicCandidates, enumerate_topics
+from ml.collections.topics import enumerate_topics
 from assets.metadata import markdown_table
 from orchestration.io_managers import AssetManifest
 from orchestration.resources import AttributesResource, CollectionsResource, MLflowResource, StorageResource
@@ -39,27 +40,6 @@ def _synonyms(taxonomy: Taxonomy) -> dict[tuple[str, str], list[str]]:
 
 def _titler(view: CatalogView, log: pd.DataFrame, attributes: AttributesResource, collections: CollectionsResource):
     return make_titler(collections.titler, view.space, _synonyms(Taxonomy.load(attributes.taxonomy)), log, collections.titler_model)
-
-
-def _pages_frame(view: CatalogView, result: Collections) -> pd.DataFrame:
-    pages = result.pages.copy()
-    pages["attributes"] = [view.space.key_labels(k) for k in pages["key"]]
-    return pages.drop(columns=["key"]).rename_axis("topic").reset_index()
-
-
-def _feeds_frame(view: CatalogView, feeds: pd.DataFrame) -> pd.DataFrame:
-    return feeds.assign(item_id=view.space.item_ids[feeds["item"].to_numpy(np.int64)]).drop(columns=["item"])
-
-
-def _read_pages(view: CatalogView, uri: str) -> pd.DataFrame:
-    pages = read_table(uri).set_index("topic")
-    pages["key"] = [view.space.key_of(list(a)) for a in pages["attributes"]]
-    return pages
-
-
-def _read_feeds(view: CatalogView, uri: str) -> pd.DataFrame:
-    feeds = read_table(uri)
-    return feeds.assign(item=pd.Index(view.space.item_ids).get_indexer(feeds["item_id"])).drop(columns=["item_id"])
 
 
 @asset(group_name="collections", partitions_def=catalog_partitions, kinds={"parquet"})
@@ -98,11 +78,7 @@ def collection_topics(context: AssetExecutionContext, catalog_items: AssetManife
     candidates = enumerate_topics(view.space, config)
     clusters = merge_cluster_topics(candidates, cluster_topics(view.space, view.vectors, config)) if collections.clusters else pd.DataFrame()
     base = storage.uri("collections", context.partition_key)
-    topics = candidates.topics.assign(attributes=[view.space.key_labels(k) for k in candidates.topics["key"]]).drop(columns=["key"])
-    write_table(topics.rename_axis("topic").reset_index(), f"{base}/topics.parquet")
-    topic_of = np.repeat(np.arange(len(topics)), np.diff(candidates.offsets))
-    write_table(pd.DataFrame({"topic": topic_of, "item_id": view.space.item_ids[candidates.item], "match": candidates.match}),
-                f"{base}/topic_candidates.parquet")
+    topics = write_topic_candidates(view.space, candidates, f"{base}/topics.parquet", f"{base}/topic_candidates.parquet")
     both = int(topics["sources"].map(lambda s: "clusters" in s).sum())
     figures = {"topics": len(topics), "candidate_rows": len(candidates.item), "clusters": len(clusters),
                "topics_from_attributes_only": len(topics) - both, "topics_named_by_both": both,
@@ -115,17 +91,6 @@ def collection_topics(context: AssetExecutionContext, catalog_items: AssetManife
                             "clusters": markdown_table(shown, 30)})
 
 
-def _candidates(view: CatalogView, collection_topics: AssetManifest) -> TopicCandidates:
-    topics = read_table(collection_topics.uris["topics"]).set_index("topic").sort_index()
-    rows = read_table(collection_topics.uris["candidates"])
-    topics["key"] = [view.space.key_of(list(a)) for a in topics["attributes"]]
-    counts = np.bincount(rows["topic"].to_numpy(), minlength=len(topics))
-    order = np.argsort(rows["topic"].to_numpy(), kind="stable")
-    item = pd.Index(view.space.item_ids).get_indexer(rows["item_id"].to_numpy()[order])
-    return TopicCandidates(topics[["key", "support", "sources"]].reset_index(drop=True), item.astype(np.int64),
-                           rows["match"].to_numpy(np.float32)[order], np.r_[0, np.cumsum(counts)])
-
-
 @asset(group_name="collections", partitions_def=catalog_partitions, kinds={"parquet", "html"})
 def landing_pages(context: AssetExecutionContext, collection_topics: AssetManifest, catalog_items: AssetManifest,
                   item_attributes: AssetManifest, attribute_vocabulary: AssetManifest, item_embeddings: AssetManifest,
@@ -133,26 +98,22 @@ def landing_pages(context: AssetExecutionContext, collection_topics: AssetManife
                   attributes: AttributesResource, collections: CollectionsResource) -> Output[AssetManifest]:
     """Titles, ranked feeds and the quality bar for every content-first topic; Parquet plus a
     static HTML gallery (link in the metadata)."""
-    from ml.collections.build import feeds_and_pages
+    from ml.collections.build import feeds_and_pages, title_text_vectors
     from ml.embedding.factory import create_dual_encoder
 
     config = collections.config()
     view = _view(catalog_items, item_attributes, attribute_vocabulary, item_embeddings)
     log = read_table(search_demand.uris["log"])
-    candidates = _candidates(view, collection_topics)
+    candidates = read_topic_candidates(view.space, collection_topics.uris["topics"], collection_topics.uris["candidates"])
     encoder = create_dual_encoder(f"local-dir:{dual_encoder.uris['model']}")
 
-    def title_vectors(_keys, titles):
-        v = encoder.encode_texts(titles) if titles else np.zeros((0, view.vectors.shape[1]), np.float32)
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-    result = feeds_and_pages(candidates, view.space, view.vectors, view.hashes, _titler(view, log, attributes, collections), title_vectors, config)
+    result = feeds_and_pages(candidates, view.space, view.vectors, view.hashes, _titler(view, log, attributes, collections),
+                             title_text_vectors(encoder.encode_texts, view.vectors.shape[1]), config)
     parser = QueryParser(view.space, Taxonomy.load(attributes.taxonomy))
     demand = demand_by_key(log, parser.key)
     result.pages["demand"] = [demand.get(k, 0) for k in result.pages["key"]]
     base = storage.uri("collections", context.partition_key)
-    write_table(_pages_frame(view, result), f"{base}/pages.parquet")
-    write_table(_feeds_frame(view, result.feeds), f"{base}/feeds.parquet")
+    write_collections(view.space, result, f"{base}/pages.parquet", f"{base}/feeds.parquet")
     published = result.published
     gallery = Gallery(storage.local_dir("collections", context.partition_key, "site"), view.space, view.items)
     hrefs = gallery.pages(published, result.feeds)
@@ -179,7 +140,7 @@ def landing_pages(context: AssetExecutionContext, collection_topics: AssetManife
 @asset_check(asset=landing_pages, partitions_def=catalog_partitions, blocking=False,
              description="published pages have the minimum feed size, unique titles and no near-duplicate images in their first k items")
 def landing_pages_quality(landing_pages: AssetManifest, collections: CollectionsResource) -> AssetCheckResult:
-    from ml.collections.feeds import dhash
+    from ml.collections.feeds import dhash, feeds_with_near_duplicates
 
     config = collections.config()
     pages = read_table(landing_pages.uris["pages"])
@@ -188,11 +149,7 @@ def landing_pages_quality(landing_pages: AssetManifest, collections: Collections
     top = feeds[feeds["topic"].isin(published["topic"]) & (feeds["rank"] < config.top_k)]
     items = read_table(landing_pages.uris["items"], ["item_id", "image_hash"]).set_index("item_id")
     hashes = dhash(item_pixels(items.loc[top["item_id"], "image_hash"], landing_pages.uris["images"]))
-    pages_with_duplicates = 0
-    for rows in top.assign(h=hashes).groupby("topic")["h"]:
-        h = rows[1].to_numpy(np.uint64)
-        distance = np.bitwise_count(h[:, None] ^ h[None, :])
-        pages_with_duplicates += bool((distance[np.triu_indices(len(h), 1)] <= config.near_duplicate_bits).any())
+    pages_with_duplicates = feeds_with_near_duplicates(top["topic"].to_numpy(), hashes, config.near_duplicate_bits)
     small = int((published["feed_size"] < config.min_feed_size).sum())
     repeated_titles = int(published["title"].duplicated().sum())
     return AssetCheckResult(passed=not (pages_with_duplicates or small or repeated_titles), severity=AssetCheckSeverity.ERROR,
@@ -215,8 +172,7 @@ def search_log_baseline(context: AssetExecutionContext, search_demand: AssetMani
     index = LexicalIndex(view.texts(config.title_weight))
     result = search_log(log, view.space, parser, index, view.hashes, _titler(view, log, attributes, collections), config)
     base = storage.uri("collections", context.partition_key)
-    write_table(_pages_frame(view, result), f"{base}/baseline_pages.parquet")
-    write_table(_feeds_frame(view, result.feeds), f"{base}/baseline_feeds.parquet")
+    write_collections(view.space, result, f"{base}/baseline_pages.parquet", f"{base}/baseline_feeds.parquet")
     dropped_queries = result.extra["dropped_queries"]
     write_table(dropped_queries, f"{base}/baseline_dropped_queries.parquet")
     published = result.published
@@ -248,10 +204,10 @@ def collection_report(context: AssetExecutionContext, landing_pages: AssetManife
     view = _view(catalog_items, item_attributes, attribute_vocabulary, item_embeddings)
     log = read_table(search_demand.uris["log"])
     parser = QueryParser(view.space, Taxonomy.load(attributes.taxonomy))
-    pages = _read_pages(view, landing_pages.uris["pages"])
-    feeds = _read_feeds(view, landing_pages.uris["feeds"])
-    baseline = _read_pages(view, search_log_baseline.uris["pages"])
-    baseline_feeds = _read_feeds(view, search_log_baseline.uris["feeds"])
+    pages = read_pages(view.space, landing_pages.uris["pages"])
+    feeds = read_feeds(view.space, landing_pages.uris["feeds"])
+    baseline = read_pages(view.space, search_log_baseline.uris["pages"])
+    baseline_feeds = read_feeds(view.space, search_log_baseline.uris["feeds"])
     truth = find_ground_truth(catalog_snapshot.uris["catalog_dir"])
     headline = headline_figures(view, pages, feeds, baseline, baseline_feeds, log, parser, truth, config)
     base = storage.uri("collections", context.partition_key)

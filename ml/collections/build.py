@@ -30,6 +30,14 @@ def entry_mean_vectors(entry_vectors: np.ndarray) -> TopicVectors:
     return vectors
 
 
+def title_text_vectors(encode_texts: Callable[[list[str]], np.ndarray], dim: int) -> TopicVectors:
+    """Topic vector = the text tower's normalised vector of the page's title (the landing pages)."""
+    def vectors(_keys: Sequence[Key], titles: list[str]) -> np.ndarray:
+        out = np.asarray(encode_texts(titles), np.float32) if titles else np.zeros((0, dim), np.float32)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return vectors
+
+
 @dataclass
 class Collections:
     pages: pd.DataFrame  # key, title, title_source, support/demand, feed figures, status, reason, sources

@@ -41,6 +41,17 @@ def spread_near_duplicates(order: np.ndarray, hashes: np.ndarray, k: int, max_bi
     return np.r_[order[head], order[i:]], len(first)
 
 
+def feeds_with_near_duplicates(feed: np.ndarray, hashes: np.ndarray, max_bits: int) -> int:
+    """How many feeds hold two near-duplicate images (dHash distance <= max_bits); `feed[i]` names
+    the feed of the image hashed `hashes[i]`. The landing pages' check reads its top k with this."""
+    count = 0
+    for _, rows in pd.Series(np.asarray(hashes, np.uint64)).groupby(np.asarray(feed)):
+        h = rows.to_numpy(np.uint64)
+        distance = np.bitwise_count(h[:, None] ^ h[None, :])
+        count += bool((distance[np.triu_indices(len(h), 1)] <= max_bits).any())
+    return count
+
+
 def rank_feed(items: np.ndarray, match: np.ndarray, similarity: np.ndarray, hashes: np.ndarray | None,
               config: CollectionConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(items, scores, matches) ranked and cut to max_feed_items, and how many of the first

@@ -14,10 +14,12 @@ from ml.collections.baseline import LexicalIndex, baseline_topics
 from ml.collections.build import CatalogView
 from ml.collections.config import CollectionConfig
 from ml.collections.demand import read_query_log, thin_log
-from ml.collections.feeds import dhash, rank_feed, spread_near_duplicates
+from ml.collections.build import Collections
+from ml.collections.feeds import dhash, feeds_with_near_duplicates, rank_feed, spread_near_duplicates
 from ml.collections.metrics import item_coverage, long_tail_share, page_precision
 from ml.collections.pages import apply_quality_bar
 from ml.collections.space import AttributeSpace, QueryParser
+from ml.collections.tables import read_feeds, read_pages, read_topic_candidates, write_collections, write_topic_candidates
 from ml.collections.titles import RuleTitler, clean_title, pluralise, title_case
 from ml.collections.topics import cluster_topics, enumerate_topics, merge_cluster_topics
 
@@ -132,6 +134,42 @@ def test_feed_blends_match_confidence_with_similarity():
     assert list(ranked) == [1, 2, 0, 3]  # 3 matches best but points away from the topic
     assert np.all(np.diff(score) <= 0) and distinct == 3
     assert score[0] == pytest.approx(0.5 * 0.9 + 0.5 * 0.9)
+
+
+def test_feeds_with_near_duplicates_counts_feeds_not_pairs():
+    feed = np.array([0, 0, 0, 1, 1, 2])
+    hashes = np.array([0, 1, 3, 0, 0xFFFF, 7], np.uint64)  # feed 0: three pairs within 2 bits; feed 1: 16 bits apart; feed 2 alone
+    assert feeds_with_near_duplicates(feed, hashes, max_bits=2) == 1
+    assert feeds_with_near_duplicates(feed, hashes, max_bits=16) == 2
+    assert feeds_with_near_duplicates(feed, hashes, max_bits=0) == 0
+
+
+def test_topics_pages_and_feeds_round_trip_through_stored_tables(tmp_path):
+    """Stored tables name items and attributes, not positions: they read back into a space whose
+    items come in another order, and refuse one that lacks their items."""
+    space = random_space()
+    candidates = enumerate_topics(space, CollectionConfig(min_support=15, min_confidence=0.5))
+    topics_uri, rows_uri = str(tmp_path / "topics.parquet"), str(tmp_path / "candidates.parquet")
+    write_topic_candidates(space, candidates, topics_uri, rows_uri)
+    n = len(space.item_ids)
+    reordered = AttributeSpace(space.item_ids[::-1].copy(), space.entry_type, space.entry_phrase, space.entry_members,
+                               n - 1 - space.item, space.entry, space.confidence)
+    back = read_topic_candidates(reordered, topics_uri, rows_uri)
+    assert list(back.topics["key"]) == list(candidates.topics["key"])
+    assert (back.topics["support"].to_numpy() == candidates.topics["support"].to_numpy()).all()
+    np.testing.assert_array_equal(back.offsets, candidates.offsets)
+    np.testing.assert_array_equal(reordered.item_ids[back.item], space.item_ids[candidates.item])
+    np.testing.assert_allclose(back.match, candidates.match)
+
+    keys = list(candidates.topics["key"][:3])
+    result = Collections(pd.DataFrame({"key": keys, "title": ["a", "b", "c"], "status": "published"}),
+                         pd.DataFrame({"topic": [0, 0, 1, 2], "rank": [0, 1, 0, 0], "item": [5, 9, 5, 399], "score": [0.9, 0.5, 0.7, 0.1]}))
+    write_collections(space, result, str(tmp_path / "pages.parquet"), str(tmp_path / "feeds.parquet"))
+    pages, feeds = read_pages(reordered, str(tmp_path / "pages.parquet")), read_feeds(reordered, str(tmp_path / "feeds.parquet"))
+    assert list(pages["key"]) == keys and list(pages["title"]) == ["a", "b", "c"]
+    assert list(reordered.item_ids[feeds["item"]]) == list(space.item_ids[[5, 9, 5, 399]])
+    with pytest.raises(ValueError, match="not in this catalog"):
+        read_feeds(random_space(n_items=100), str(tmp_path / "feeds.parquet"))
 
 
 def test_quality_bar_drops_with_reasons_and_merges_near_duplicate_pages():
