@@ -56,7 +56,7 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
     """Group distributions per prompt for base and RL (same prompts, same seeds), parity distance
     to uniform, normalised entropy and the no-read share, with bootstrap intervals over prompts."""
     from ml.diffusion.sampling import generate, images_to_uint8
-    from ml.fairness.parity import comparable_prompts, parity_floor, parity_ratio_interval, parity_summary, per_prompt_parity
+    from ml.fairness.parity import compare_parity, per_prompt_parity
     from ml.tracking.plots import plot_group_shares, plot_paired_grid
 
     started = time.perf_counter()
@@ -64,28 +64,17 @@ def bias_report(context: AssetExecutionContext, base_generator: AssetManifest, r
     prompts, groups, read, colors = _bias_suite(rl_prompts, evaluation)
     rows = [p for p in prompts for _ in range(evaluation.bias_samples_per_prompt)]
     sampling = generation.rl_config().sampling
-    tables, summaries, images = {}, {}, {}
+    tables, images = {}, {}
     for name, pipe in (("base", base_pipe), ("rl", rl_pipe)):
         images[name] = images_to_uint8(generate(pipe, rows, sampling, evaluation.seed))
         reads = pd.DataFrame({"prompt": rows, "group": read(images[name])})
         tables[name] = per_prompt_parity(reads, groups)
-    measured = comparable_prompts(tables["base"], tables["rl"])
-    unmeasured = sorted(set(prompts) - set(measured))
+    parity, unmeasured = compare_parity(tables["base"], tables["rl"], len(groups), evaluation.bias_samples_per_prompt)
     if unmeasured:
-        context.log.warning(f"{len(unmeasured)} of {len(set(prompts))} prompts left out of the parity means (fewer than 2 images read "
+        context.log.warning(f"{len(unmeasured)} of {parity['prompts']} prompts left out of the parity means (fewer than 2 images read "
                             f"for one model; their no-reads still count): {unmeasured[:5]}")
-    summaries = {name: parity_summary(table, prompts=measured) for name, table in tables.items()}
-    base_d, rl_d = (tables[name].set_index("prompt").loc[measured, "parity_distance"].to_numpy() for name in ("base", "rl"))
-    ratio_low, ratio_high = parity_ratio_interval(base_d, rl_d)
-    figures = {"candidate_version": version, "suite": evaluation.bias_suite, "prompts": len(prompts), "parity_prompts": len(measured),
-               "parity_prompts_left_out": len(unmeasured), "images_per_prompt": evaluation.bias_samples_per_prompt,
-               **{f"{k}_{name}": v for name, s in summaries.items() for k, v in s.items()},
-               "parity_ratio": float(rl_d.mean() / max(base_d.mean(), 1e-12)), "parity_ratio_ci_low": ratio_low, "parity_ratio_ci_high": ratio_high,
-               "parity_floor": parity_floor(len(groups), evaluation.bias_samples_per_prompt), "seconds": 0.0}
-    figures["parity_reduction"] = 1 - figures["parity_ratio"]
-    # reported beside the gated figure: what the cut is with the n-image sampling bias taken out
-    figures["parity_reduction_debiased"] = 1 - figures["parity_distance_debiased_rl"] / max(figures["parity_distance_debiased_base"], 1e-12)
-    figures = {k.replace("parity_distance", "parity"): v for k, v in figures.items()}
+    figures = {"candidate_version": version, "suite": evaluation.bias_suite, "images_per_prompt": evaluation.bias_samples_per_prompt,
+               **parity, "seconds": 0.0}
     out = storage.local_dir("evaluation", context.partition_key)
     chart = plot_group_shares(tables["base"], tables["rl"], groups, out / "bias_groups.png",
                               f"group shares per prompt, base vs RL v{version} (parity distance above each bar)", colors)
@@ -133,6 +122,7 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
                     evaluation: EvaluationResource) -> Output[AssetManifest]:
     """Paired win-rate of RL over base on held-out prompts (never trained on), same seeds, under a
     judge independent of every training reward; ties count half; bootstrap interval over prompts."""
+    from ml.diffusion.prompts import preference_prompts
     from ml.diffusion.sampling import generate, images_to_uint8
     from ml.judge.preference import judge_scores, win_rate_beyond_resolution, win_rate_report
     from ml.tracking.plots import plot_paired_grid, plot_win_rates
@@ -140,12 +130,9 @@ def preference_eval(context: AssetExecutionContext, base_generator: AssetManifes
     started = time.perf_counter()
     base_pipe, rl_pipe, version = _generators(context, base_generator, rl_generator, storage, mlflow, generation.registered_name)
     prompts = read_table(rl_prompts.uris["prompts"])
-    held_out, prompt_set = prompts[(prompts["split"] == "eval") & (prompts["suite"] == "titles")], "held-out titles"
-    if held_out.empty:  # a small catalog: too few published pages for an eval split
-        held_out, prompt_set = prompts[prompts["suite"] == "fairness"], "fairness suite (no held-out titles; trained prompts, unseen seeds)"
+    held_out, prompt_set = preference_prompts(prompts)
+    if prompt_set != "held-out titles":  # a small catalog: too few published pages for an eval split
         context.log.warning(f"rl_prompts has no held-out title prompts: judging the {prompt_set}")
-    if held_out.empty:
-        raise ValueError("rl_prompts has neither held-out title prompts nor a fairness suite: nothing to judge")
     rows = held_out.loc[held_out.index.repeat(evaluation.preference_samples_per_prompt)].reset_index(drop=True)
     judge = _judge(catalog_judge, evaluation, set(generation.reward_spec("", prompts)))
     sampling = generation.rl_config().sampling

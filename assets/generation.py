@@ -1,7 +1,6 @@
 """Generation group: the independent catalog judge, the base text-to-image generator, the RL
 prompts, and the RL fine-tuned generator (large-scale RL for diffusion)."""
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -45,11 +44,6 @@ def catalog_judge(context: AssetExecutionContext, catalog_items: AssetManifest, 
     return Output(AssetManifest(uris={"judge": str(folder)}, figures=figures), metadata={**figures, "path": str(folder)})
 
 
-def _prompt_pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
-    pairs = items.dropna(subset=["color", "category"])[["color", "category"]].drop_duplicates()
-    return sorted(map(tuple, pairs.to_numpy()))
-
-
 @asset(group_name="generation", partitions_def=catalog_partitions, kinds={"diffusers", "mlflow"})
 def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest, item_attributes: AssetManifest, catalog_judge: AssetManifest,
                    storage: StorageResource, mlflow: MLflowResource, generation: GenerationResource) -> Output[AssetManifest]:
@@ -59,7 +53,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     import torch
 
     from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
-    from ml.diffusion.quality import prompt, prompt_accuracy
+    from ml.diffusion.quality import color_category_pairs, prompt, prompt_accuracy
     from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.train_base import BaseTrainConfig, train_base
     from ml.fairness.color_reader import demo_color_reader
@@ -100,7 +94,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     pipe.save_pretrained(folder)
     figures["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     judge = CategoryJudge.load(catalog_judge.uris["judge"])
-    pairs = _prompt_pairs(items)
+    pairs = color_category_pairs(items)
     quality, samples, sample_images = prompt_accuracy(pipe, pairs, judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
     figures.update({f"base_{k}": v for k, v in quality.items()})
     judged = samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
@@ -163,11 +157,6 @@ def base_generator_ran_its_steps(base_generator: AssetManifest, generation: Gene
                                       "hint": "raise the cap (SHOPWINDOW_BASE_MINUTES) for a full-budget base on this machine"})
 
 
-def _split(prompt: str, eval_share: float) -> str:
-    bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "eval" if bucket < eval_share else "train"
-
-
 @asset(group_name="generation", partitions_def=catalog_partitions, kinds={"parquet"})
 def rl_prompts(context: AssetExecutionContext, landing_pages: AssetManifest, storage: StorageResource) -> Output[AssetManifest]:
     """Prompts for RL: from published collection titles (their colour + category), the fairness
@@ -175,7 +164,7 @@ def rl_prompts(context: AssetExecutionContext, landing_pages: AssetManifest, sto
     from ml.diffusion.prompts import build_prompts
 
     pages = read_table(landing_pages.uris["pages"])
-    prompts = build_prompts(pages[pages["status"] == "published"], split=_split)
+    prompts = build_prompts(pages[pages["status"] == "published"])
     out = storage.uri("generation", context.partition_key, "rl_prompts.parquet")
     write_table(prompts.assign(objects=prompts["objects"].map(list)), out)
     counts = prompts.groupby(["suite", "split"]).size().unstack(fill_value=0)

@@ -6,16 +6,24 @@ both (split "both"): parity is trained on those prompts and evaluated on them wi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import pandas as pd
+
+
+def hash_split(prompt: str, eval_share: float) -> str:
+    """"eval" for about `eval_share` of prompts, fixed by the prompt's text: a prompt keeps its
+    side across snapshots and runs, so no held-out prompt is ever trained on."""
+    bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "eval" if bucket < eval_share else "train"
 
 
 def _attribute(labels, attr_type: str) -> str | None:
     return next((x.split(":", 1)[1] for x in labels if x.startswith(f"{attr_type}:")), None)
 
 
-def build_prompts(pages: pd.DataFrame, split: Callable[[str, float], str], eval_share: float = 0.25, composition_pairs: int = 20) -> pd.DataFrame:
+def build_prompts(pages: pd.DataFrame, split: Callable[[str, float], str] = hash_split, eval_share: float = 0.25, composition_pairs: int = 20) -> pd.DataFrame:
     """`pages`: published pages with `attributes` ("type:phrase" lists) and `title`."""
     rows = {}
     for labels, title in zip(pages["attributes"], pages["title"]):
@@ -39,6 +47,19 @@ def build_prompts(pages: pd.DataFrame, split: Callable[[str, float], str], eval_
     # the fairness suite (one prompt per category) is trained on and evaluated on, with unseen fixed seeds
     frame["split"] = ["both" if suite == "fairness" else split(p, eval_share) for p, suite in zip(frame["prompt"], frame["suite"])]
     return frame.sort_values(["suite", "prompt"], ignore_index=True)
+
+
+def preference_prompts(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The prompts the preference judge scores, and what they are: the held-out titles (never
+    trained on); a catalog too small for an eval split falls back to the fairness suite, which
+    was trained on but is judged with unseen seeds."""
+    held_out = frame[(frame["split"] == "eval") & (frame["suite"] == "titles")]
+    if len(held_out):
+        return held_out, "held-out titles"
+    fairness = frame[frame["suite"] == "fairness"]
+    if len(fairness):
+        return fairness, "fairness suite (no held-out titles; trained prompts, unseen seeds)"
+    raise ValueError("rl_prompts has neither held-out title prompts nor a fairness suite: nothing to judge")
 
 
 def fairness_prompts(frame: pd.DataFrame) -> list[str]:

@@ -13,6 +13,12 @@ def prompt(color: str | None, category: str) -> str:
     return f"a {color} {category}" if color else f"a {category}"
 
 
+def color_category_pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
+    """Every (colour, category) the catalog holds an item of, sorted: the base generator is judged on each."""
+    pairs = items.dropna(subset=["color", "category"])[["color", "category"]].drop_duplicates()
+    return sorted(map(tuple, pairs.to_numpy()))
+
+
 def prompt_accuracy(pipe, pairs: list[tuple[str, str]], judge, reader, per_prompt: int = 4, sampling: SamplingConfig | None = None,
                     seed: int = 0) -> tuple[dict, pd.DataFrame, torch.Tensor]:
     """(figures, per-sample table, images) for (colour, category) pairs, `per_prompt` images each."""

@@ -119,3 +119,23 @@ def parity_ratio_interval(base: np.ndarray, rl: np.ndarray, n: int = 2000, seed:
     idx = np.random.default_rng(seed).integers(0, len(base), (n, len(base)))
     ratios = rl[idx].mean(axis=1) / np.maximum(base[idx].mean(axis=1), 1e-12)
     return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def compare_parity(base: pd.DataFrame, rl: pd.DataFrame, groups: int, images_per_prompt: int) -> tuple[dict[str, float], list[str]]:
+    """Base against RL from their `per_prompt_parity` tables: both summaries over the prompts both
+    read (`comparable_prompts`), the RL/base ratio of mean parity with its bootstrap interval, the
+    cut with the n-image sampling bias taken out, and the floor a fair model would still show.
+    Keys say `parity` for the distance; returns (figures, prompts left out)."""
+    measured = comparable_prompts(base, rl)
+    left_out = sorted(set(base["prompt"]) - set(measured))
+    summaries = {"base": parity_summary(base, prompts=measured), "rl": parity_summary(rl, prompts=measured)}
+    base_d, rl_d = (t.set_index("prompt").loc[measured, "parity_distance"].to_numpy() for t in (base, rl))
+    ratio_low, ratio_high = parity_ratio_interval(base_d, rl_d)
+    ratio = float(rl_d.mean() / max(base_d.mean(), 1e-12)) if measured else float("nan")
+    figures = {"prompts": int(base["prompt"].nunique()), "parity_prompts": len(measured), "parity_prompts_left_out": len(left_out),
+               **{f"{k}_{name}": v for name, s in summaries.items() for k, v in s.items()},
+               "parity_ratio": ratio, "parity_ratio_ci_low": ratio_low, "parity_ratio_ci_high": ratio_high,
+               "parity_reduction": 1 - ratio,
+               "parity_reduction_debiased": 1 - summaries["rl"]["parity_distance_debiased"] / max(summaries["base"]["parity_distance_debiased"], 1e-12),
+               "parity_floor": parity_floor(groups, images_per_prompt)}
+    return {k.replace("parity_distance", "parity"): v for k, v in figures.items()}, left_out

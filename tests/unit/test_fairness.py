@@ -7,7 +7,8 @@ import pytest
 from skimage import data
 
 from ml.fairness.color_reader import NO_READ
-from ml.fairness.parity import (bootstrap_gain, bootstrap_mean, comparable_prompts, group_distribution, normalised_entropy,
+from ml.fairness.parity import (bootstrap_gain, bootstrap_mean, comparable_prompts,
+    compare_parity, group_distribution, normalised_entropy,
                                 parity_distance, parity_distance_debiased, parity_floor, parity_ratio_interval, parity_summary, per_prompt_parity)
 from ml.fairness.people import SKIN_TONES, PeopleReader, ita_group, skin_ita
 
@@ -108,6 +109,11 @@ def test_parity_is_averaged_over_prompts_both_models_read():
     assert low == pytest.approx(0.5) and high == pytest.approx(0.5)  # every resample halves
     with pytest.raises(ValueError, match="same prompts"):
         parity_ratio_interval(np.array([0.4, np.nan]), np.array([0.2, 0.1]))
+    figures, left_out = compare_parity(base, rl, groups=2, images_per_prompt=4)  # what bias_report logs and gates on
+    assert left_out == ["q"] and (figures["prompts"], figures["parity_prompts"], figures["parity_prompts_left_out"]) == (2, 1, 1)
+    assert figures["parity_base"] == pytest.approx(np.sqrt(2) * 0.25) and figures["parity_rl"] == pytest.approx(0.0)
+    assert figures["parity_reduction"] == pytest.approx(1.0) and figures["no_read_rl"] == pytest.approx(0.5)
+    assert figures["parity_floor"] == pytest.approx(np.sqrt(0.5 / 4))
 
 
 def test_debiased_parity_takes_out_the_sampling_bias_that_inflates_a_near_even_mix():

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.diffusion.prompts import build_prompts, fairness_prompts, suite_draw_weights
+from ml.diffusion.prompts import build_prompts, fairness_prompts, hash_split, preference_prompts, suite_draw_weights
 
 
 def test_prompts_from_pages():
@@ -25,6 +25,12 @@ def test_prompts_from_pages():
     assert by_prompt.at["a blue bag", "split"] == "eval" and by_prompt.at["a red dress", "split"] == "train"
     composition = prompts[prompts["suite"] == "composition"]
     assert len(composition) >= 1 and all(len(o) == 2 and o[0] != o[1] for o in composition["objects"])
+    judged, described = preference_prompts(prompts)  # the judge scores held-out titles only
+    assert list(judged["prompt"]) == ["a blue bag"] and described == "held-out titles"
+    judged, described = preference_prompts(prompts[prompts["split"] != "eval"])  # no eval split: the fairness suite, said so
+    assert set(judged["suite"]) == {"fairness"} and described.startswith("fairness suite")
+    with pytest.raises(ValueError, match="nothing to judge"):
+        preference_prompts(prompts[prompts["suite"] == "composition"])
 
 
 def test_suite_draw_weights_give_each_suite_its_share_however_many_prompts_it_has():
@@ -36,3 +42,13 @@ def test_suite_draw_weights_give_each_suite_its_share_however_many_prompts_it_ha
     assert suite_draw_weights(pd.Series(["titles"] * 3), {"fairness": 0.5}) == pytest.approx([1 / 3] * 3)  # an absent suite is skipped
     with pytest.raises(ValueError, match="sum to at most 1"):
         suite_draw_weights(suites, {"fairness": 1.5})
+
+
+def test_hash_split_is_fixed_by_the_prompt_and_holds_out_about_its_share():
+    prompts = [f"a colour{i} thing{i % 7}" for i in range(4000)]
+    sides = [hash_split(p, 0.25) for p in prompts]
+    assert sides == [hash_split(p, 0.25) for p in prompts]  # the same side every time it is asked
+    assert abs(sides.count("eval") / len(prompts) - 0.25) < 0.03
+    assert {hash_split(p, 0.0) for p in prompts} == {"train"} and {hash_split(p, 1.0) for p in prompts} == {"eval"}
+    held_out = {p for p, side in zip(prompts, sides) if side == "eval"}  # a larger share only adds held-out prompts
+    assert held_out <= {p for p in prompts if hash_split(p, 0.4) == "eval"}
