@@ -15,7 +15,7 @@ from ml.attributes.assign import (
     teacher_entry_matrix,
     typed_softmax,
 )
-from ml.attributes.curation import CurationConfig, curate_vocabulary
+from ml.attributes.curation import CurationConfig, curate_vocabulary, label_image_centroids
 from ml.attributes.evaluate import evaluate_attributes, find_ground_truth
 from ml.attributes.taxonomy import Taxonomy
 from ml.attributes.teachers import make_teacher
@@ -61,11 +61,7 @@ def attribute_vocabulary(context: AssetExecutionContext, teacher_attributes: Ass
     keys = sorted(set(zip(teacher["type"], teacher["value"])))
     phrase_vectors = dict(zip(keys, encoder.encode_texts([v for _, v in keys])))
     item_ids, image, _ = read_embeddings(item_embeddings.uris["embeddings"])
-    row = {item: i for i, item in enumerate(item_ids)}
-    centroids = {}
-    for key, group in teacher.groupby(["type", "value"]):
-        c = image[[row[i] for i in group["item_id"] if i in row]].mean(axis=0)
-        centroids[key] = c / max(np.linalg.norm(c), 1e-12)
+    centroids = label_image_centroids(teacher, item_ids, image)
     config = CurationConfig(min_items=attributes.min_items_for(len(item_ids)), grounded_types=tuple(attributes.grounded_types))
     vocabulary, decisions = curate_vocabulary(teacher, phrase_vectors, centroids, {t: list(e) for t, e in taxonomy.types.items()},
                                               config, attributes.make_judge(config))

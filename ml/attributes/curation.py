@@ -50,6 +50,19 @@ class Judge(Protocol):
     def decide(self, candidate: MergeCandidate) -> Verdict: ...
 
 
+def label_image_centroids(labels: pd.DataFrame, item_ids, image_vectors: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+    """Per (type, value) of the teacher's labels, the unit mean of its items' image vectors: the
+    image evidence for merges. A label none of whose items has a vector gets no centroid (no
+    evidence), never a NaN one."""
+    row = pd.Index(item_ids).get_indexer(labels["item_id"])
+    known = labels.assign(row=row)[row >= 0]
+    centroids = {}
+    for key, group in known.groupby(["type", "value"]):
+        c = image_vectors[group["row"].to_numpy()].mean(axis=0)
+        centroids[key] = c / max(float(np.linalg.norm(c)), 1e-12)
+    return centroids
+
+
 def lexical_evidence(a: str, b: str) -> str | None:
     """Why two phrases are spelled as the same thing, or None."""
     wa, wb = a.split(), b.split()

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ml.attributes.assign import AssignmentConfig, calibrate_thresholds, merge_assignments, ranking_scores, typed_softmax
-from ml.attributes.curation import CurationConfig, RuleJudge, curate_vocabulary, lexical_evidence
+from ml.attributes.curation import CurationConfig, RuleJudge, curate_vocabulary, label_image_centroids, lexical_evidence
 from ml.attributes.lexicon import LexiconTeacher
 from ml.attributes.metrics import entry_truth, recall_at_k, top1_accuracy
 from ml.attributes.taxonomy import Taxonomy
@@ -69,6 +69,15 @@ def test_curation_drops_merges_and_explains():
     assert "rare: 2 items" in reasons["beige"] and "never observed" in reasons["white"]
     merged = decisions[decisions["action"] == "merge"]
     assert len(merged) == 1 and "look alike" in merged["reason"].item()
+
+
+def test_label_image_centroids_are_unit_means_and_skip_labels_without_vectors():
+    labels = pd.DataFrame({"item_id": ["a", "b", "c", "gone"], "type": "color", "value": ["red", "red", "blue", "green"]})
+    image = np.array([[3.0, 0, 0], [0, 4.0, 0], [0, 0, -2.0]])
+    centroids = label_image_centroids(labels, ["a", "b", "c"], image)
+    assert set(centroids) == {("color", "red"), ("color", "blue")}  # "green"'s only item has no vector: no evidence, no NaN
+    np.testing.assert_allclose(centroids[("color", "red")], np.array([3, 4, 0]) / 5)
+    np.testing.assert_allclose(centroids[("color", "blue")], [0, 0, -1])
 
 
 def test_assignment_calibrates_and_keeps_provenance():
