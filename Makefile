@@ -19,8 +19,12 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 demo: $(STAMP) fashion-mnist ## run the whole pipeline on the offline demo profile
 	$(BIN)/shopwindow demo
 
+# pytest-xdist workers, one file each at a time (module fixtures are built once); tests/conftest.py
+# gives each worker one thread. TEST_WORKERS=0 runs in one process with torch's default threads.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) fashion-mnist ## the whole test suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP) fashion-mnist ## speed, memory and quality benchmarks (not run by CI)
 	$(BIN)/python -m benchmarks

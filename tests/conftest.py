@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per test worker, set before numpy or torch start their pools, and inherited by the
+    # subprocesses tests start: two workers of two OpenMP threads each on two cores stall on each
+    # other's barriers (a 10-step dual-encoder fit took 50 s beside a second process, 1.5 s alone)
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 import struct
 import zlib
 from pathlib import Path
@@ -15,6 +22,20 @@ from PIL import Image
 for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "GX_ANALYTICS_ENABLED": "false",
                    "HF_HUB_OFFLINE": "1", "DAGSTER_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(key, value)
+
+
+def pytest_collection_modifyitems(items):
+    """Files holding an end-to-end test go last (stable otherwise). Under `make test` the other
+    worker has run the short files by then, so the long test has the machine to itself and its
+    subprocess takes every core (`all_cores_env`) instead of waiting on one thread."""
+    last = {item.path for item in items if item.get_closest_marker("end_to_end")}
+    items.sort(key=lambda item: item.path in last)
+
+
+def all_cores_env() -> dict[str, str]:
+    """Thread settings for a subprocess of an end-to-end test: every core this process may use."""
+    cores = str(len(os.sched_getaffinity(0)))
+    return {var: cores for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 def png_with_declared_size(path: Path, width: int, height: int) -> None:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import all_cores_env
+
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
-def _run(args, home, timeout=300):
-    env = {**os.environ, "SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_WORKERS": "2",
+def _run(args, home, timeout=300, extra_env=None):
+    env = {**os.environ, **(extra_env or {}), "SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_WORKERS": "2",
            "SHOPWINDOW_BASE_MINUTES": "0.3", "SHOPWINDOW_RL_MINUTES": "0.15",  # the generator's budgets, shortened for a test
            "SHOPWINDOW_BIAS_SAMPLES": "32"}  # ...and the bias report's images per prompt (128: 72 s of the demo test's 231 on a slow day)
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
@@ -45,6 +47,7 @@ def test_ingest_of_a_bad_file_exits_nonzero_naming_it(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["success"] is False
 
 
+@pytest.mark.end_to_end
 @pytest.mark.timeout(1200)  # the whole demo on a slice plus a sensor-driven evaluation: past 300 s on a machine half as fast as usual
 def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     """One demo run on 600 items through every stage, then what a user would look at: the summary,
@@ -58,7 +61,7 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
 
     home = tmp_path / "home"
     # 210 s alone on the slow machine (357 s on 2026-12-05); 600 s ran out with another job on the machine
-    proc = _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home, timeout=900)
+    proc = _run([str(BIN / "shopwindow"), "demo", "--limit", "300"], home, timeout=900, extra_env=all_cores_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((home / "reports" / "summary.json").read_text())
     assert summary["catalog"]["items"] == 600  # 300 per split
@@ -83,7 +86,9 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     assert thumbnails and all((first_page.parent / t).exists() for t in thumbnails)
 
     # the nightly schedule asks for the newest snapshot's collections
-    env = {"SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    # the sensor-started evaluation below only has to reach a verdict: 8 bias images per prompt (the default 128 made
+    # that one subprocess pass 300 s on a slow machine with one thread per test worker)
+    env = {"SHOPWINDOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "SHOPWINDOW_BIAS_SAMPLES": "8"}
     code = ("import datetime\nfrom dagster import DagsterInstance, build_schedule_context\n"
             "from orchestration.definitions import defs\n"
             "schedule = defs.resolve_schedule_def('nightly_collections_schedule')\n"
@@ -183,7 +188,8 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
             "    run = defs.resolve_job_def('evaluation_job').execute_in_process(instance=instance, partition_key=requests[0].partition_key, tags=requests[0].tags)\n"
             "    assert run.success\n"
             "print(new, client.get_model_version('shopwindow-generator', new).tags['verdict'])")
-    evaluated = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=300, cwd=tmp_path)
+    evaluated = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env, **all_cores_env()},
+                               timeout=300, cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     new_version, new_verdict = evaluated.stdout.split()[-2:]
     assert int(new_version) > int(rl_version.version) and new_verdict in {"champion", "challenger"}
