@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one thread per test worker, set before numpy or torch start their pools, and inherited by the
     # subprocesses tests start: two workers of two OpenMP threads each on two cores stall on each
     # other's barriers (a 10-step dual-encoder fit took 50 s beside a second process, 1.5 s alone)
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for _var in THREAD_VARS:
         os.environ.setdefault(_var, "1")
 import struct
 import zlib
@@ -35,7 +36,7 @@ def pytest_collection_modifyitems(items):
 def all_cores_env() -> dict[str, str]:
     """Thread settings for a subprocess of an end-to-end test: every core this process may use."""
     cores = str(len(os.sched_getaffinity(0)))
-    return {var: cores for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    return dict.fromkeys(THREAD_VARS, cores)
 
 
 def png_with_declared_size(path: Path, width: int, height: int) -> None:
