@@ -210,8 +210,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
                        | {"rewards": generation.rewards_description(), "train_prompts": len(train), "eval_prompts": len(held_out)})
 
         def log_grid(trainer: RLTrainer, name: str) -> Path:
-            _, _, images = evaluate_rewards(pipe, reward, shown, prompt_metadata(held_out.iloc[:16]), config.sampling, generation.eval_seed, unet=trainer.unet,
-                                            diversity=trainer.diversity)
+            _, _, images = trainer.evaluate(shown, prompt_metadata(held_out.iloc[:16]), generation.eval_seed)
             path = plot_image_grid(images_to_uint8(images), shown, grids / f"{name}.png", f"RL generator, {name}")
             run.client.log_artifact(run.run_id, str(path), "samples")
             return path

@@ -101,12 +101,16 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     rows = held_titles.loc[held_titles.index.repeat(eval_seeds)].reset_index(drop=True)
     bias_rows = [p for p in fairness for _ in range(bias_seeds)]
 
-    def judged(model, diversity=None) -> tuple[np.ndarray, dict, torch.Tensor]:
-        images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model, diversity=diversity).cpu()
+    bias_meta = dict(zip(prompts["prompt"], prompt_metadata(prompts)))
+
+    def judged(model, diversity=None, routed=False) -> tuple[np.ndarray, dict, torch.Tensor]:
+        names = trainer.adapter_names(prompt_metadata(rows)) if routed else None  # open_adapter: each prompt's LoRA
+        images = generate(pipe, list(rows["prompt"]), config.sampling, 20_000, unet=model, diversity=diversity, adapter_names=names).cpu()
         return (*judge_scores(judge, images, rows), images)
 
-    def parity_of(model, diversity=None) -> tuple[float, float, dict]:
-        images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model, diversity=diversity))
+    def parity_of(model, diversity=None, routed=False) -> tuple[float, float, dict]:
+        names = trainer.adapter_names([bias_meta[p] for p in bias_rows]) if routed else None
+        images = images_to_uint8(generate(pipe, bias_rows, config.sampling, 20_000, unet=model, diversity=diversity, adapter_names=names))
         table = per_prompt_parity(pd.DataFrame({"prompt": bias_rows, "group": reader.read(images)}), reader.names)
         shares = table.set_index("prompt")[[f"share.{n}" for n in reader.names]].round(3)
         per_prompt = {p: {"parity": round(float(d), 3), "largest": f"{shares.loc[p].idxmax()[6:]} {shares.loc[p].max():.2f}"}
@@ -128,10 +132,10 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
             save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
         after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
-        rl_scores, rl_parts, rl_images = judged(trainer.unet, trainer.diversity)
+        rl_scores, rl_parts, rl_images = judged(trainer.unet, trainer.diversity, routed=True)
         preference, per_prompt = win_rate_report(rows, rl_scores, base_scores, parts={k: (rl_parts[k], base_parts[k]) for k in rl_parts})
         resolution, coarse, _ = win_rate_beyond_resolution(judge, rows, rl_images, base_images, rl_scores, base_scores)
-        rl_parity = parity_of(trainer.unet, trainer.diversity)
+        rl_parity = parity_of(trainer.unet, trainer.diversity, routed=True)
         yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
                "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
                "reward_before": round(float(before.mean()), 4), "reward_after": round(float(after.mean()), 4),

@@ -299,6 +299,9 @@ class GenerationResource(ConfigurableResource):
     # 0.979 / 0.997 and lowered the win-rate to 0.715 / 0.642 (parity -69% both); 0.3 with pathwise_fidelity_weight 0.05: 0.774
     # but parity -53%; 1 with 0.1: 0.708, -22%
     title_anchor_weight: float = 0.0
+    # ml.diffusion.adapters: prompts that leave a colour open get a LoRA of their own, so parity's training does not reach the
+    # titles' weights nor theirs the open prompts'
+    open_adapter: bool = False
     # the cap on RL's time. 6, not 5: on a machine where an iteration took 1.1 s, 5 minutes ended RL at 262 of its 300 iterations,
     # and the demo's RL (seed 0) won 0.7986 and cut parity 56%; on the same base 300 iterations (rl_recipes, seed 1) won 0.87, -59%
     rl_minutes: float = 6.0
@@ -356,6 +359,8 @@ class GenerationResource(ConfigurableResource):
                          f"chain steps {trained.start}-{trained.stop - 1}" + (", codes only" if self.mixture_distill_codes_only else "") + ")")
         if self.title_anchor_weight:
             terms.append(f"title anchor x{self.title_anchor_weight}")
+        if self.open_adapter:
+            terms.append("a LoRA of their own for colour-free prompts")
         if self.diversity_codes > 1:
             terms.append(f"diversity codes ({self.diversity_codes}" + (f", invariance x{self.code_invariance_weight}" if self.code_invariance_weight else "") + ")")
         return " + ".join(terms)
@@ -385,7 +390,7 @@ class GenerationResource(ConfigurableResource):
                         mixture_distill_steps=self.mixture_distill_steps,
                         mixture_distill_from_step=self.mixture_distill_from_step, mixture_distill_codes_only=self.mixture_distill_codes_only,
                         diversity_codes=self.diversity_codes,
-                        diversity_lr=self.diversity_lr, code_invariance_weight=self.code_invariance_weight, title_anchor_weight=self.title_anchor_weight, max_minutes=self.rl_minutes, seed=self.seed,
+                        diversity_lr=self.diversity_lr, code_invariance_weight=self.code_invariance_weight, title_anchor_weight=self.title_anchor_weight, open_adapter=self.open_adapter, max_minutes=self.rl_minutes, seed=self.seed,
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt), fused_timesteps=self.fused_timesteps)
 
 

@@ -62,6 +62,7 @@ def build_tiny_pipeline(config: TinyPipelineConfig, tokenizer_dir: str | Path, s
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=ddim_scheduler(),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.diversity_codes = None
+    pipe.adapter_router = None
     return pipe
 
 
@@ -69,9 +70,11 @@ def load_pipeline(name_or_path: str, device: str = "cpu", dtype=None):
     """A local folder written by save_pretrained, or a hub id already in the local cache (the
     hub is never contacted: `local_files_only`). The scheduler is replaced by DDIM (RL needs
     its per-step log-probabilities). A folder's diversity codes (ml.diffusion.diversity), when RL
-    trained some, come as `pipe.diversity_codes` (else None); `generate` uses them."""
+    trained some, come as `pipe.diversity_codes` (else None), and its prompt-routed adapters
+    (ml.diffusion.adapters) as `pipe.adapter_router`; `generate` uses both."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from ml.diffusion.adapters import load_routed_adapters
     from ml.diffusion.diversity import DiversityCodes
 
     path = Path(name_or_path)
@@ -88,4 +91,5 @@ def load_pipeline(name_or_path: str, device: str = "cpu", dtype=None):
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     codes = DiversityCodes.load(path) if path.exists() else None
     pipe.diversity_codes = None if codes is None else codes.to(device)
+    pipe.adapter_router = load_routed_adapters(pipe.unet, path) if path.exists() else None
     return pipe.to(device)

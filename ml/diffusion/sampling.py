@@ -4,6 +4,7 @@ users; fixed seeds give the same images for the same prompts (evaluation)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -90,21 +91,32 @@ def sample_trajectories(pipe, prompt_embeds: torch.Tensor, negative_embeds: torc
 
 
 @torch.no_grad()
-def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None, diversity=None) -> torch.Tensor:
+def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, batch_size: int = 64, unet=None, diversity=None,
+             adapter_names: list[str] | None = None) -> torch.Tensor:
     """Images B x 3 x H x W in [0, 1]; the batch starting at row `start` uses seed + start (fixed
     seeds for evaluation: the same prompts, seed and batch_size give the same images). With
     `diversity` (default: the pipeline's own codes, unless another `unet` is given) the codes come
-    from a generator of their own, so a model with codes and one without start from the same noise."""
+    from a generator of their own, so a model with codes and one without start from the same noise.
+    `adapter_names` (one per prompt): each prompt's LoRA adapter, for a UNet with prompt-routed
+    adapters (ml.diffusion.adapters; default: the pipeline's own router, if it has one)."""
+    from ml.diffusion.adapters import routed_adapters
+
+    if adapter_names is not None and len(adapter_names) != len(prompts):
+        raise ValueError(f"{len(adapter_names)} adapter names for {len(prompts)} prompts")
     if diversity is None and unet is None:
         diversity = getattr(pipe, "diversity_codes", None)
+    if adapter_names is None and unet is None and getattr(pipe, "adapter_router", None) is not None:
+        adapter_names = pipe.adapter_router(prompts)
     negative = encode_prompts(pipe, [""])
     out = []
     for start in range(0, len(prompts), batch_size):
         generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
         batch = prompts[start:start + batch_size]
         codes = None if diversity is None else diversity.draw(len(batch), torch.Generator().manual_seed(CODE_SEED_OFFSET + seed + start))
-        out.append(sample_trajectories(pipe, encode_prompts(pipe, batch), negative, sampling, generator, unet=unet, diversity=diversity,
-                                       codes=codes).images)
+        routing = nullcontext() if adapter_names is None else routed_adapters(unet or pipe.unet, adapter_names[start:start + batch_size])
+        with routing:
+            out.append(sample_trajectories(pipe, encode_prompts(pipe, batch), negative, sampling, generator, unet=unet, diversity=diversity,
+                                           codes=codes).images)
     return torch.cat(out)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,7 @@ import torch
 from pydantic import BaseModel, Field, model_validator
 from tqdm.auto import tqdm
 
+from ml.diffusion.adapters import BASE, OPEN_ADAPTER, TITLE_ADAPTER, open_rows_adapters, routed_adapters
 from ml.diffusion.ddim import ddim_step_with_logprob, predicted_original
 from ml.diffusion.sampling import SamplingConfig, decode_with_grad, encode_prompts, generate, guided_noise, sample_trajectories
 from ml.diffusion.stat_tracking import PerPromptStatTracker, batch_advantages
@@ -54,6 +57,9 @@ class RLConfig(BaseModel):
     finetune: Literal["lora", "full"] = "lora"
     lora_rank: int = 4
     lora_alpha: float = 4.0
+    open_adapter: bool = Field(False, description="prompts that leave a parity group open get a LoRA of their own "
+                               "(ml.diffusion.adapters): every row goes through its prompt's adapter, so the parity side's training "
+                               "does not reach the titles' weights, nor the titles' the open prompts'")
     pretrain_weight: float = Field(0.0, ge=0, description="diffusion loss on real images (the paper's pretraining term)")
     kl_weight: float = Field(0.0, ge=0, description="KL of each trained step to the base model's step")
     pathwise_parity_weight: float = Field(0.0, ge=0, description="weight of the parity rewards' pathwise loss: the image the model "
@@ -111,6 +117,8 @@ class RLConfig(BaseModel):
             raise ValueError(f"pathwise_step={self.pathwise_step}: the chain has steps 0..{horizon - 1}")
         if self.pathwise_fidelity_step is not None and not -horizon <= self.pathwise_fidelity_step < horizon:
             raise ValueError(f"pathwise_fidelity_step={self.pathwise_fidelity_step}: use a step in 0..{horizon - 1}, or -1 for the last")
+        if self.open_adapter and self.finetune != "lora":
+            raise ValueError("open_adapter routes prompts between LoRA adapters: it needs finetune 'lora'")
         return self
 
     @property
@@ -192,6 +200,7 @@ class RLTrainer:
         self.rng = np.random.default_rng([config.seed, self.accelerator.process_index])
         self.generator = torch.Generator(device=pipe.device).manual_seed(config.seed * 1000 + self.accelerator.process_index)
         self.tracker = PerPromptStatTracker(config.stat_buffer, config.stat_min_count)
+        self._row_adapters: list[str] | None = None  # this iteration's rows' adapters (open_adapter)
         self.pathwise = [r for r, _ in reward.components.values() if getattr(r, "differentiable_read", None) is not None]
         self.explorers = [r for r, _ in reward.components.values() if getattr(r, "group_prompt", None) is not None]
         self.parity = [r for r, _ in reward.components.values() if hasattr(r, "applies")]
@@ -220,10 +229,14 @@ class RLTrainer:
         if config.finetune == "lora":
             from peft import LoraConfig
 
-            with torch.random.fork_rng(devices=[]):  # the adapter's random A matrices follow config.seed, not whatever ran before
-                torch.manual_seed(config.seed)
-                unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
-                                            target_modules=LORA_TARGETS))
+            adapters = [TITLE_ADAPTER, OPEN_ADAPTER] if config.open_adapter else [TITLE_ADAPTER]
+            for offset, adapter in enumerate(adapters):
+                with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # the adapter's random A matrices follow config.seed, not whatever ran before
+                    warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # peft's note on a second adapter
+                    torch.manual_seed(config.seed + offset)
+                    unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
+                                                target_modules=LORA_TARGETS), adapter_name=adapter)
+            unet.set_adapter(TITLE_ADAPTER)  # what an unrouted call uses; set_adapter also freezes the others, undone below
             for name, param in unet.named_parameters():
                 param.requires_grad_("lora_" in name)
         else:
@@ -254,6 +267,21 @@ class RLTrainer:
         if self.diversity is not None:
             state[DIVERSITY_KEY] = self.diversity.embedding.detach().cpu().clone()
         return state
+
+    def adapter_names(self, metadata: list[dict]) -> list[str] | None:
+        """Each prompt's adapter with open_adapter (the open one where a parity reward applies), else
+        None: one LoRA for every prompt."""
+        if not self.config.open_adapter:
+            return None
+        return open_rows_adapters([any(r.applies(m) for r in self.parity) for m in metadata])
+
+    def _routed(self, rows: torch.Tensor | list[int] | None = None, names: list[str] | None = None):
+        """Inside, each UNet row goes through its adapter: this iteration's `rows`, or `names` given."""
+        if not self.config.open_adapter:
+            return nullcontext()
+        if names is None:
+            names = [self._row_adapters[i] for i in (rows.tolist() if torch.is_tensor(rows) else rows)]
+        return routed_adapters(self.unet, names)
 
     def _coded(self, embeds: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
         """The policy's text condition: with diversity codes, each row's code added."""
@@ -286,7 +314,8 @@ class RLTrainer:
         next_latents = trajectories.latents[rows, steps + 1]
         t = trajectories.timesteps[steps]
         embeds = self._trajectory_condition(trajectories, rows)
-        noise = guided_noise(self.unet, latents, t, embeds, self.negative, config.guidance_scale)
+        with self._routed(rows):
+            noise = guided_noise(self.unet, latents, t, embeds, self.negative, config.guidance_scale)
         _, log_prob, mean, std = ddim_step_with_logprob(self.pipe.scheduler, noise, t, latents, config.num_inference_steps, config.eta,
                                                         prev_sample=next_latents, return_mean=True)
         return log_prob, mean, std, latents, t, rows
@@ -295,6 +324,9 @@ class RLTrainer:
     def _base_noise(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         """The base model's guided noise prediction (LoRA: the adapters switched off)."""
         guidance = self.config.sampling.guidance_scale
+        if self.config.open_adapter:  # routed around both adapters (disable_adapters would also unfreeze only the active one)
+            with routed_adapters(self.unet, [BASE] * len(latents)):
+                return guided_noise(self.unet, latents, t, embeds, self.negative, guidance)
         if self.config.finetune == "lora":
             unet = self.accelerator.unwrap_model(self.unet)
             unet.disable_adapters()
@@ -319,7 +351,8 @@ class RLTrainer:
         latents = trajectories.latents[rows, steps]
         t = trajectories.timesteps[steps]
         embeds = self._trajectory_condition(trajectories, rows)
-        noise = guided_noise(self.unet, latents, t, embeds, self.negative, config.guidance_scale)
+        with self._routed(rows):
+            noise = guided_noise(self.unet, latents, t, embeds, self.negative, config.guidance_scale)
         return decode_with_grad(self.pipe.vae, predicted_original(self.pipe.scheduler, noise, t, latents, config.num_inference_steps))
 
     def _pathwise_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor, prompts: list[str], metadata: list[dict]):
@@ -372,7 +405,8 @@ class RLTrainer:
         for k in range(min(self.config.explore_steps, len(trajectories.timesteps))):
             t = trajectories.timesteps[k]
             embeds = self._trajectory_condition(trajectories, index)
-            noise = guided_noise(self.unet, trajectories.latents[index, k], t, embeds, self.negative, config.guidance_scale)
+            with self._routed(index):
+                noise = guided_noise(self.unet, trajectories.latents[index, k], t, embeds, self.negative, config.guidance_scale)
             _, log_prob = ddim_step_with_logprob(self.pipe.scheduler, noise, t, trajectories.latents[index, k], config.num_inference_steps,
                                                  config.eta, prev_sample=trajectories.latents[index, k + 1])
             trajectories.log_probs[index, k] = log_prob
@@ -424,7 +458,8 @@ class RLTrainer:
         at = torch.as_tensor(self.rng.integers(trained.start, trained.stop, len(part)))
         latents = mixture["latents"][part, at]
         condition = self._coded(embeds[mixture["rows"][part]], mixture["codes"][part])
-        noise = guided_noise(self.unet, latents, mixture["timesteps"][at], condition, self.negative, self.config.sampling.guidance_scale)
+        with self._routed(mixture["rows"][part]):
+            noise = guided_noise(self.unet, latents, mixture["timesteps"][at], condition, self.negative, self.config.sampling.guidance_scale)
         return torch.nn.functional.mse_loss(noise, mixture["targets"][part, at])
 
     def _mixture_backward(self, mixture: dict, part: torch.Tensor, embeds: torch.Tensor) -> float:
@@ -439,10 +474,11 @@ class RLTrainer:
         """Mean squared distance of the policy's coded guided noise prediction on (rows, steps) from
         `target(latents, t, plain_embeds)`, computed without gradient: what the title terms hold."""
         latents, t = trajectories.latents[rows, steps], trajectories.timesteps[steps]
-        with torch.no_grad():
-            goal = target(latents, t, trajectories.prompt_embeds[rows])
-        policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), self.negative,
-                              self.config.sampling.guidance_scale)
+        with self._routed(rows):
+            with torch.no_grad():
+                goal = target(latents, t, trajectories.prompt_embeds[rows])
+            policy = guided_noise(self.unet, latents, t, self._trajectory_condition(trajectories, rows), self.negative,
+                                  self.config.sampling.guidance_scale)
         return torch.nn.functional.mse_loss(policy, goal)
 
     def _code_invariance_loss(self, trajectories, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -465,7 +501,8 @@ class RLTrainer:
         embeds = encode_prompts(self.pipe, [data.prompts[i] for i in rows.tolist()])
         if self.diversity is not None:  # captions name their colour: whatever the code, the image is the caption's
             embeds = self.diversity(embeds, self.diversity.draw(len(rows), self.generator))
-        return torch.nn.functional.mse_loss(self.unet(noisy, t, encoder_hidden_states=embeds).sample, noise)
+        with self._routed(names=[TITLE_ADAPTER] * len(rows)):  # captions name their colour
+            return torch.nn.functional.mse_loss(self.unet(noisy, t, encoder_hidden_states=embeds).sample, noise)
 
     def step(self) -> dict:
         """One iteration: sample, reward, advantages, PPO-clip updates. Returns its statistics."""
@@ -477,8 +514,10 @@ class RLTrainer:
             embeds = encode_prompts(self.pipe, prompts)
             steer, steered = self._steering(prompts, metadata, embeds) if config.explore_share > 0 else (None, [])
             codes = None if self.diversity is None else self.diversity.draw(len(prompts), self.generator)
-            trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet,
-                                               steer_embeds=steer, steer_steps=config.explore_steps, diversity=self.diversity, codes=codes)
+            self._row_adapters = self.adapter_names(metadata)
+            with self._routed(names=self._row_adapters):
+                trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet,
+                                                   steer_embeds=steer, steer_steps=config.explore_steps, diversity=self.diversity, codes=codes)
             if steered:
                 self._rescore(trajectories, steered)
         sampled = time.perf_counter()
@@ -600,15 +639,23 @@ class RLTrainer:
     def evaluate(self, prompts: list[str], metadata: list[dict], seed: int = 1234, batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
         """Rewards of fresh samples with a fixed seed: the same noise for the same prompts every time."""
         return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet,
-                                diversity=self.diversity)
+                                diversity=self.diversity, adapter_names=self.adapter_names(metadata))
 
     def save_pipeline(self, folder: str | Path, lora_folder: str | Path | None = None) -> Path:
         """The trained policy as a pipeline folder load_pipeline reads: a LoRA fused into the UNet
-        (its adapter alone under `lora_folder` when given), the diversity codes beside it. Fusing
-        ends training: call it once, after the last step."""
+        (its adapter alone under `lora_folder` when given), the diversity codes beside it; with
+        open_adapter the base UNet with both adapters and their router. Fusing or unloading ends
+        training: call it once, after the last step."""
         folder = Path(folder)
         unet = self.accelerator.unwrap_model(self.unet)
-        if self.config.finetune == "lora":
+        if self.config.open_adapter:  # two adapters cannot both be fused: saved beside the base UNet with their router
+            from ml.diffusion.adapters import save_routed_adapters
+
+            if lora_folder is not None:
+                for name in (TITLE_ADAPTER, OPEN_ADAPTER):
+                    unet.save_lora_adapter(str(Path(lora_folder) / name), adapter_name=name)
+            save_routed_adapters(unet, folder, sorted({g for r in self.parity for g in r.groups}))
+        elif self.config.finetune == "lora":
             if lora_folder is not None:
                 unet.save_lora_adapter(str(lora_folder))
             unet.fuse_lora()
@@ -683,12 +730,12 @@ class RLTrainer:
 
 @torch.no_grad()
 def evaluate_rewards(pipe, reward: MultiReward, prompts: list[str], metadata: list[dict], sampling: SamplingConfig, seed: int = 1234,
-                     batch_size: int = 64, unet=None, diversity=None) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
+                     batch_size: int = 64, unet=None, diversity=None, adapter_names: list[str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
     """(total, components, images) for the prompts, sampled with fixed seeds (`generate`)."""
     model = unet or pipe.unet
     was_training = model.training
     model.eval()
-    images = generate(pipe, prompts, sampling, seed, batch_size, unet=unet, diversity=diversity)
+    images = generate(pipe, prompts, sampling, seed, batch_size, unet=unet, diversity=diversity, adapter_names=adapter_names)
     model.train(was_training)
     with reward.memory_off():
         total, components = reward(images, prompts, metadata)

@@ -871,3 +871,85 @@ def test_fused_timesteps_give_the_same_update_in_fewer_unet_calls(tokenizer_dir)
     assert [h["kl_to_base"] for h in one_history] == pytest.approx([h["kl_to_base"] for h in fused_history], abs=1e-6)
     policy_call = 2 * 4 * 3  # guidance's two halves x a minibatch of 4 x three steps
     assert len(fused_calls) < len(one_calls) and policy_call in fused_calls and policy_call not in one_calls
+
+
+def test_the_open_adapter_routes_each_row_and_keeps_each_sides_gradient_to_its_own_weights(tokenizer_dir):
+    """open_adapter: a row whose prompt leaves its colour open goes through the open LoRA, a titled
+    row through the title LoRA, in one UNet call (guidance's two halves alike); a titled row's loss
+    reaches only the title adapter's weights, an open row's only the open one's; training moves both."""
+    from ml.diffusion.adapters import OPEN_ADAPTER, TITLE_ADAPTER, routed_adapters
+
+    prompts, meta = ["a coat", "a red dress"], [{"names_color": False, "category": "coat"}, {"names_color": True, "category": "dress"}]
+    reward = MultiReward({"redness": (Redness(), 1.0), "color_parity": (make_reward("color_parity", memory=8), 0.5)})
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(iterations=2, open_adapter=True))
+    assert trainer.adapter_names(meta) == [OPEN_ADAPTER, TITLE_ADAPTER]
+    unet = trainer.unet
+    with torch.no_grad():  # B starts at zero: give each adapter a different non-zero update
+        for name, param in unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    latents, embeds = torch.randn(4, 4, 4, 4), encode_prompts(trainer.pipe, ["a coat", "a red dress"] * 2)
+    t = trainer.pipe.scheduler.timesteps[0] if len(trainer.pipe.scheduler.timesteps) else torch.tensor(500)
+    names = [OPEN_ADAPTER, TITLE_ADAPTER] * 2
+    with torch.no_grad(), routed_adapters(unet, names):
+        mixed = guided_noise(unet, latents, t, embeds, trainer.negative, 3.0)
+    for adapter in (OPEN_ADAPTER, TITLE_ADAPTER):
+        unet.set_adapter(adapter)
+        with torch.no_grad():
+            alone = guided_noise(unet, latents, t, embeds, trainer.negative, 3.0)
+        rows = [i for i, n in enumerate(names) if n == adapter]
+        assert torch.allclose(mixed[rows], alone[rows], atol=1e-5) and not torch.allclose(mixed, alone, atol=1e-3)
+    with pytest.raises(ValueError, match="cannot be routed"), routed_adapters(unet, names[:3]):
+        unet(latents, t, encoder_hidden_states=embeds)
+
+    def grads_of(adapter_per_row: list[str]) -> dict[str, float]:
+        unet.zero_grad(set_to_none=True)
+        with routed_adapters(unet, adapter_per_row):
+            guided_noise(unet, latents, t, embeds, trainer.negative, 3.0).square().mean().backward()
+        out = {OPEN_ADAPTER: 0.0, TITLE_ADAPTER: 0.0}
+        for name, param in unet.named_parameters():
+            if "lora_" in name and param.grad is not None:
+                out[OPEN_ADAPTER if f".{OPEN_ADAPTER}." in name else TITLE_ADAPTER] += float(param.grad.abs().sum())
+        return out
+
+    for name, param in unet.named_parameters():
+        param.requires_grad_("lora_" in name)
+    titled, opened = grads_of([TITLE_ADAPTER] * 4), grads_of([OPEN_ADAPTER] * 4)
+    assert titled[TITLE_ADAPTER] > 0 and titled[OPEN_ADAPTER] == 0
+    assert opened[OPEN_ADAPTER] > 0 and opened[TITLE_ADAPTER] == 0
+
+    fresh = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(iterations=2, open_adapter=True))
+    start = {k: v.clone() for k, v in fresh.trainable_state().items()}
+    assert sum(f".{OPEN_ADAPTER}." in k for k in start) == sum(f".{TITLE_ADAPTER}." in k for k in start) > 0
+    fresh.train()
+    moved = {k for k, v in fresh.trainable_state().items() if not torch.equal(v, start[k])}
+    assert any(f".{OPEN_ADAPTER}." in k for k in moved) and any(f".{TITLE_ADAPTER}." in k for k in moved)
+    with pytest.raises(ValueError, match="needs finetune 'lora'"):
+        _rl_config(open_adapter=True, finetune="full")
+
+
+def test_a_pipeline_saved_with_open_adapters_routes_prompts_by_their_words(tokenizer_dir, tmp_path):
+    """save_pipeline with open_adapter keeps the base UNet and both adapters beside it;
+    load_pipeline's router sends a prompt naming a colour to the title adapter and one naming
+    none to the open adapter, and draws what the trainer drew with the prompts' metadata."""
+    from ml.diffusion.adapters import OPEN_ADAPTER, TITLE_ADAPTER, PromptRouter
+    from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.sampling import generate
+
+    router = PromptRouter(["red", "blue"])
+    assert router(["a red dress", "a dress", "a dress, blue", "a reddish dress"]) == [TITLE_ADAPTER, OPEN_ADAPTER, TITLE_ADAPTER, OPEN_ADAPTER]
+    prompts, meta = ["a coat", "a red dress"], [{"names_color": False, "category": "coat"}, {"names_color": True, "category": "dress"}]
+    reward = MultiReward({"redness": (Redness(), 1.0), "color_parity": (make_reward("color_parity", memory=8), 0.5)})
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), reward, prompts, meta, _rl_config(iterations=1, open_adapter=True))
+    with torch.no_grad():
+        for name, param in trainer.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    sampling = SamplingConfig(num_inference_steps=3, guidance_scale=3.0)
+    drawn = generate(trainer.pipe, prompts, sampling, seed=5, unet=trainer.unet, adapter_names=trainer.adapter_names(meta))
+    title_only = generate(trainer.pipe, prompts, sampling, seed=5, unet=trainer.unet)  # unrouted: the title adapter for both
+    assert torch.allclose(drawn[1], title_only[1], atol=1e-5) and not torch.allclose(drawn[0], title_only[0], atol=1e-3)
+    trainer.save_pipeline(tmp_path / "rl")
+    loaded = load_pipeline(str(tmp_path / "rl"))
+    assert loaded.adapter_router is not None and not any(p.requires_grad for p in loaded.unet.parameters())
+    assert torch.allclose(generate(loaded, prompts, sampling, seed=5), drawn, atol=1e-5)
