@@ -65,7 +65,10 @@ _GENERATION = {
                    # one trained step per UNet call, as DDPO: five steps of a minibatch of SD activations at once is untested on a GPU
                    "fused_timesteps": 1,
                    # no diversity codes: the paper's model read its choice from its noise; codes on SD are untested (no GPU here)
-                   "diversity_codes": 0, "mixture_distill_from_step": 1, "mixture_distill_groups": "lacking"},
+                   "diversity_codes": 0, "mixture_distill_from_step": 1, "mixture_distill_groups": "lacking",
+                   # one LoRA: a saved pipeline's router finds a closed prompt by its groups' names among its words, which
+                   # skin-tone groups are not (ml.diffusion.adapters)
+                   "open_adapter": False},
 }
 _EVALUATION = {
     "demo": {},

@@ -135,7 +135,11 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     rl_run = client.get_run(rl_version.run_id).data
     assert rl_run.metrics["iterations"] == generation["iterations"] and int(rl_run.params["iterations"]) == generation["iterations_budget"]
     pipe = load_pipeline(str(download_model(f"models:/shopwindow-generator/{rl_version.version}", tracking, tmp_path / "generator")))
-    assert len(pipe.tokenizer) == 49408 and not any("lora" in n for n, _ in pipe.unet.named_parameters())
+    assert len(pipe.tokenizer) == 49408
+    # the demo's open_adapter: both LoRAs travel beside the base UNet, and a prompt's words pick its adapter
+    lora = [n for n, _ in pipe.unet.named_parameters() if "lora" in n]
+    assert GenerationResource().open_adapter and any(".open." in n for n in lora) and any(".default." in n for n in lora)
+    assert pipe.adapter_router(["a dress", "a red dress"]) == ["open", "default"]
     # its diversity codes travel beside the pipeline through the registry, trained away from their zero start
     assert pipe.diversity_codes is not None and pipe.diversity_codes.count == GenerationResource().diversity_codes
     assert pipe.diversity_codes.embedding.abs().sum() > 0
