@@ -104,5 +104,6 @@ def load_routed_adapters(unet, folder) -> PromptRouter | None:
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # peft's note on a second adapter
         for name in routing["adapters"]:
             unet.load_lora_adapter(str(root / name), adapter_name=name, prefix=None, use_safetensors=True)
+    unet.set_adapter(TITLE_ADAPTER)  # what a call without routing (diffusers' own pipe(prompt)) draws with, as in training
     unet.requires_grad_(False)
     return PromptRouter(routing["groups"])

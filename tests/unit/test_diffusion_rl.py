@@ -953,3 +953,4 @@ def test_a_pipeline_saved_with_open_adapters_routes_prompts_by_their_words(token
     loaded = load_pipeline(str(tmp_path / "rl"))
     assert loaded.adapter_router is not None and not any(p.requires_grad for p in loaded.unet.parameters())
     assert torch.allclose(generate(loaded, prompts, sampling, seed=5), drawn, atol=1e-5)
+    assert torch.allclose(generate(loaded, prompts, sampling, seed=5, unet=loaded.unet), title_only, atol=1e-5)  # unrouted: titles'
