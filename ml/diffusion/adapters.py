@@ -77,9 +77,10 @@ class PromptRouter:
         return open_rows_adapters([not named & set(p.lower().replace(",", " ").split()) for p in prompts])
 
 
-def save_routed_adapters(unet, folder, groups: Sequence[str]) -> None:
+def save_routed_adapters(unet, folder, groups: Sequence[str]):
     """Both adapters (safetensors, diffusers' LoRA format) and the router's group names under
-    `folder`/adapters, then the adapters unloaded from `unet` (what stays is the base UNet)."""
+    `folder`/adapters, then the adapters unloaded from `unet` (what stays is the base UNet).
+    Returns that adapters folder."""
     import json
     from pathlib import Path
 
@@ -88,6 +89,7 @@ def save_routed_adapters(unet, folder, groups: Sequence[str]) -> None:
         unet.save_lora_adapter(str(root / name), adapter_name=name)
     (root / ROUTING_FILE).write_text(json.dumps({"adapters": [TITLE_ADAPTER, OPEN_ADAPTER], "groups": list(PromptRouter(groups).groups)}))
     unet.unload_lora()
+    return root
 
 
 def load_routed_adapters(unet, folder) -> PromptRouter | None:

@@ -7,6 +7,7 @@ images and KL to the base; accelerate for multi-GPU; checkpoints that resume exa
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -322,18 +323,12 @@ class RLTrainer:
 
     @torch.no_grad()
     def _base_noise(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        """The base model's guided noise prediction (LoRA: the adapters switched off)."""
+        """The base model's guided noise prediction (LoRA: every row routed around the adapters;
+        disable_adapters/enable_adapters would leave only the active adapter trainable)."""
         guidance = self.config.sampling.guidance_scale
-        if self.config.open_adapter:  # routed around both adapters (disable_adapters would also unfreeze only the active one)
+        if self.config.finetune == "lora":
             with routed_adapters(self.unet, [BASE] * len(latents)):
                 return guided_noise(self.unet, latents, t, embeds, self.negative, guidance)
-        if self.config.finetune == "lora":
-            unet = self.accelerator.unwrap_model(self.unet)
-            unet.disable_adapters()
-            try:
-                return guided_noise(unet, latents, t, embeds, self.negative, guidance)
-            finally:
-                unet.enable_adapters()
         return guided_noise(self.base_unet, latents, t, embeds, self.negative, guidance)
 
     def _kl_to_base(self, trajectories, latents, t, rows, mean, std) -> torch.Tensor:
@@ -651,10 +646,9 @@ class RLTrainer:
         if self.config.open_adapter:  # two adapters cannot both be fused: saved beside the base UNet with their router
             from ml.diffusion.adapters import save_routed_adapters
 
+            adapters = save_routed_adapters(unet, folder, sorted({g for r in self.parity for g in r.groups}))
             if lora_folder is not None:
-                for name in (TITLE_ADAPTER, OPEN_ADAPTER):
-                    unet.save_lora_adapter(str(Path(lora_folder) / name), adapter_name=name)
-            save_routed_adapters(unet, folder, sorted({g for r in self.parity for g in r.groups}))
+                shutil.copytree(adapters, lora_folder, dirs_exist_ok=True)
         elif self.config.finetune == "lora":
             if lora_folder is not None:
                 unet.save_lora_adapter(str(lora_folder))

@@ -949,7 +949,8 @@ def test_a_pipeline_saved_with_open_adapters_routes_prompts_by_their_words(token
     drawn = generate(trainer.pipe, prompts, sampling, seed=5, unet=trainer.unet, adapter_names=trainer.adapter_names(meta))
     title_only = generate(trainer.pipe, prompts, sampling, seed=5, unet=trainer.unet)  # unrouted: the title adapter for both
     assert torch.allclose(drawn[1], title_only[1], atol=1e-5) and not torch.allclose(drawn[0], title_only[0], atol=1e-3)
-    trainer.save_pipeline(tmp_path / "rl")
+    trainer.save_pipeline(tmp_path / "rl", lora_folder=tmp_path / "lora")
+    assert all((tmp_path / "lora" / name / "pytorch_lora_weights.safetensors").exists() for name in (TITLE_ADAPTER, OPEN_ADAPTER))
     loaded = load_pipeline(str(tmp_path / "rl"))
     assert loaded.adapter_router is not None and not any(p.requires_grad for p in loaded.unet.parameters())
     assert torch.allclose(generate(loaded, prompts, sampling, seed=5), drawn, atol=1e-5)
