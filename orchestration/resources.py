@@ -345,7 +345,8 @@ class GenerationResource(ConfigurableResource):
         return demo_reward_spec(dual_encoder, prompts, **self.reward_settings())
 
     def rewards_description(self) -> str:
-        """What RL optimises, in one line (the MLflow run's `rewards` param)."""
+        """What RL optimises, in one line (the MLflow run's `rewards` param). How it is trained
+        (open_adapter, finetune, ...) is in the run's other params."""
         terms = [f"prompt_fidelity ({self.fidelity_mode}) x{self.fidelity_weight}",
                  f"color_parity x{self.parity_weight} ({self.parity_objective}, memory {self.parity_memory})"]
         if self.pathwise_parity_weight:
@@ -360,8 +361,6 @@ class GenerationResource(ConfigurableResource):
                          f"chain steps {trained.start}-{trained.stop - 1}" + (", codes only" if self.mixture_distill_codes_only else "") + ")")
         if self.title_anchor_weight:
             terms.append(f"title anchor x{self.title_anchor_weight}")
-        if self.open_adapter:
-            terms.append("a LoRA of their own for colour-free prompts")
         if self.diversity_codes > 1:
             terms.append(f"diversity codes ({self.diversity_codes}" + (f", invariance x{self.code_invariance_weight}" if self.code_invariance_weight else "") + ")")
         return " + ".join(terms)
