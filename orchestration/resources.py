@@ -302,6 +302,8 @@ class GenerationResource(ConfigurableResource):
     # ml.diffusion.adapters: prompts that leave a colour open get a LoRA of their own, so parity's training does not reach the
     # titles' weights nor theirs the open prompts'. A fresh 6c0a40a state, 300 iterations, seeds 0 / 1 / 2: win-rate
     # 0.837 / 0.847 / 0.896, parity -75% / -76% / -78%; one shared LoRA (seed 0): 0.740, -65%. ~7% more time per iteration
+    # A fresh ec82ab7 state, seed 1: 0.747, -81% against one LoRA's 0.705, -71%; its full demo (seed 0) 0.712, -79%, but the titles'
+    # colour reads fell to 0.944-0.972 (one LoRA 1.000; README, "The second state")
     open_adapter: bool = True
     # the cap on RL's time. 6, not 5: on a machine where an iteration took 1.1 s, 5 minutes ended RL at 262 of its 300 iterations,
     # and the demo's RL (seed 0) won 0.7986 and cut parity 56%; on the same base 300 iterations (rl_recipes, seed 1) won 0.87, -59%
