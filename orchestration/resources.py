@@ -305,6 +305,9 @@ class GenerationResource(ConfigurableResource):
     # A fresh ec82ab7 state, seed 1: 0.747, -81% against one LoRA's 0.705, -71%; its full demo (seed 0) 0.712, -79%, but the titles'
     # colour reads fell to 0.944-0.972 (one LoRA 1.000; README, "The second state")
     open_adapter: bool = True
+    # with open_adapter: only the open adapter's rows draw a diversity code; titles keep their condition as written (the invariance
+    # term then has nothing to hold)
+    codes_open_only: bool = False
     # the cap on RL's time. 6, not 5: on a machine where an iteration took 1.1 s, 5 minutes ended RL at 262 of its 300 iterations,
     # and the demo's RL (seed 0) won 0.7986 and cut parity 56%; on the same base 300 iterations (rl_recipes, seed 1) won 0.87, -59%
     rl_minutes: float = 6.0
@@ -364,7 +367,8 @@ class GenerationResource(ConfigurableResource):
         if self.title_anchor_weight:
             terms.append(f"title anchor x{self.title_anchor_weight}")
         if self.diversity_codes > 1:
-            terms.append(f"diversity codes ({self.diversity_codes}" + (f", invariance x{self.code_invariance_weight}" if self.code_invariance_weight else "") + ")")
+            held = ", open prompts only" if self.codes_open_only else f", invariance x{self.code_invariance_weight}" if self.code_invariance_weight else ""
+            terms.append(f"diversity codes ({self.diversity_codes}{held})")
         return " + ".join(terms)
 
     def reward_settings(self) -> dict:
@@ -392,7 +396,7 @@ class GenerationResource(ConfigurableResource):
                         mixture_distill_steps=self.mixture_distill_steps,
                         mixture_distill_from_step=self.mixture_distill_from_step, mixture_distill_codes_only=self.mixture_distill_codes_only,
                         diversity_codes=self.diversity_codes,
-                        diversity_lr=self.diversity_lr, code_invariance_weight=self.code_invariance_weight, title_anchor_weight=self.title_anchor_weight, open_adapter=self.open_adapter, max_minutes=self.rl_minutes, seed=self.seed,
+                        diversity_lr=self.diversity_lr, code_invariance_weight=self.code_invariance_weight, title_anchor_weight=self.title_anchor_weight, open_adapter=self.open_adapter, codes_open_only=self.codes_open_only, max_minutes=self.rl_minutes, seed=self.seed,
                         minibatch_size=min(16, self.prompts_per_iteration * self.samples_per_prompt), fused_timesteps=self.fused_timesteps)
 
 

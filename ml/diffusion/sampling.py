@@ -98,7 +98,8 @@ def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, 
     `diversity` (default: the pipeline's own codes, unless another `unet` is given) the codes come
     from a generator of their own, so a model with codes and one without start from the same noise.
     `adapter_names` (one per prompt): each prompt's LoRA adapter, for a UNet with prompt-routed
-    adapters (ml.diffusion.adapters; default: the pipeline's own router, if it has one)."""
+    adapters (ml.diffusion.adapters; default: the pipeline's own router, if it has one); codes that
+    follow one adapter go only to its rows."""
     from ml.diffusion.adapters import routed_adapters
 
     if adapter_names is not None and len(adapter_names) != len(prompts):
@@ -112,8 +113,9 @@ def generate(pipe, prompts: list[str], sampling: SamplingConfig, seed: int = 0, 
     for start in range(0, len(prompts), batch_size):
         generator = torch.Generator(device=pipe.device).manual_seed(seed + start)
         batch = prompts[start:start + batch_size]
-        codes = None if diversity is None else diversity.draw(len(batch), torch.Generator().manual_seed(CODE_SEED_OFFSET + seed + start))
-        routing = nullcontext() if adapter_names is None else routed_adapters(unet or pipe.unet, adapter_names[start:start + batch_size])
+        names = None if adapter_names is None else adapter_names[start:start + batch_size]
+        codes = None if diversity is None else diversity.draw(len(batch), torch.Generator().manual_seed(CODE_SEED_OFFSET + seed + start), names)
+        routing = nullcontext() if names is None else routed_adapters(unet or pipe.unet, names)
         with routing:
             out.append(sample_trajectories(pipe, encode_prompts(pipe, batch), negative, sampling, generator, unet=unet, diversity=diversity,
                                            codes=codes).images)

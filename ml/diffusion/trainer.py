@@ -61,6 +61,8 @@ class RLConfig(BaseModel):
     open_adapter: bool = Field(False, description="prompts that leave a parity group open get a LoRA of their own "
                                "(ml.diffusion.adapters): every row goes through its prompt's adapter, so the parity side's training "
                                "does not reach the titles' weights, nor the titles' the open prompts'")
+    codes_open_only: bool = Field(False, description="with open_adapter and diversity codes: only rows routed to the open adapter "
+                                  "draw a code, so titles keep their condition as written and the invariance term has nothing to do")
     pretrain_weight: float = Field(0.0, ge=0, description="diffusion loss on real images (the paper's pretraining term)")
     kl_weight: float = Field(0.0, ge=0, description="KL of each trained step to the base model's step")
     pathwise_parity_weight: float = Field(0.0, ge=0, description="weight of the parity rewards' pathwise loss: the image the model "
@@ -100,7 +102,7 @@ class RLConfig(BaseModel):
     diversity_lr: float | None = Field(None, gt=0, description="the codes' learning rate (None: lr)")
     code_invariance_weight: float = Field(0.0, ge=0, description="weight of a term that keeps a code from changing a prompt that "
                                           "names its group: for those rows, at one trained step, the policy's guided noise prediction "
-                                          "with the row's code learns its own prediction without one")
+                                          "with the row's code learns its own prediction without one (unused with codes_open_only: those rows draw none)")
     title_anchor_weight: float = Field(0.0, ge=0, description="weight of a term that holds prompts naming their group near the base: "
                                        "for those rows, at one trained step, the policy's guided noise prediction (with the row's code) "
                                        "learns the base's without one. The parity side's training reaches titles through the shared "
@@ -120,6 +122,8 @@ class RLConfig(BaseModel):
             raise ValueError(f"pathwise_fidelity_step={self.pathwise_fidelity_step}: use a step in 0..{horizon - 1}, or -1 for the last")
         if self.open_adapter and self.finetune != "lora":
             raise ValueError("open_adapter routes prompts between LoRA adapters: it needs finetune 'lora'")
+        if self.codes_open_only and not (self.open_adapter and self.diversity_codes > 1):
+            raise ValueError("codes_open_only gives the open adapter's rows the diversity codes: it needs open_adapter and diversity_codes > 1")
         return self
 
     @property
@@ -254,7 +258,8 @@ class RLTrainer:
         if config.diversity_codes > 1:
             from ml.diffusion.diversity import DiversityCodes
 
-            self.diversity = DiversityCodes(config.diversity_codes, pipe.text_encoder.config.hidden_size).to(pipe.device)
+            self.diversity = DiversityCodes(config.diversity_codes, pipe.text_encoder.config.hidden_size,
+                                            adapter=OPEN_ADAPTER if config.codes_open_only else None).to(pipe.device)
             groups.append({"params": [self.diversity.embedding], "lr": config.diversity_lr or config.lr, "weight_decay": 0.0})
             self.trainable.append(self.diversity.embedding)
             pipe.diversity_codes = self.diversity  # the pipeline is the policy: generate(pipe) draws its codes
@@ -494,9 +499,10 @@ class RLTrainer:
         t = torch.as_tensor(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, len(rows)), device=latents.device)
         noisy = self.pipe.scheduler.add_noise(latents, noise, t)
         embeds = encode_prompts(self.pipe, [data.prompts[i] for i in rows.tolist()])
-        if self.diversity is not None:  # captions name their colour: whatever the code, the image is the caption's
-            embeds = self.diversity(embeds, self.diversity.draw(len(rows), self.generator))
-        with self._routed(names=[TITLE_ADAPTER] * len(rows)):  # captions name their colour
+        names = [TITLE_ADAPTER] * len(rows)  # captions name their colour
+        if self.diversity is not None:  # whatever the code (if titles draw one), the image is the caption's
+            embeds = self.diversity(embeds, self.diversity.draw(len(rows), self.generator, names))
+        with self._routed(names=names):
             return torch.nn.functional.mse_loss(self.unet(noisy, t, encoder_hidden_states=embeds).sample, noise)
 
     def step(self) -> dict:
@@ -508,8 +514,8 @@ class RLTrainer:
         with torch.no_grad():
             embeds = encode_prompts(self.pipe, prompts)
             steer, steered = self._steering(prompts, metadata, embeds) if config.explore_share > 0 else (None, [])
-            codes = None if self.diversity is None else self.diversity.draw(len(prompts), self.generator)
             self._row_adapters = self.adapter_names(metadata)
+            codes = None if self.diversity is None else self.diversity.draw(len(prompts), self.generator, self._row_adapters)
             with self._routed(names=self._row_adapters):
                 trajectories = sample_trajectories(self.pipe, embeds, self.negative, config.sampling, self.generator, unet=self.unet,
                                                    steer_embeds=steer, steer_steps=config.explore_steps, diversity=self.diversity, codes=codes)
@@ -575,7 +581,7 @@ class RLTrainer:
                     anchor = self._title_anchor_loss(trajectories, named_rows, steps[named_rows, 0])
                     self.accelerator.backward(config.title_anchor_weight * anchor * len(named_rows) / len(rows) / config.gradient_accumulation)
                     stats["title_anchor_loss"].append(float(anchor.detach()))
-                if self.diversity is not None and config.code_invariance_weight > 0 and len(named_rows):
+                if self.diversity is not None and self.diversity.adapter is None and config.code_invariance_weight > 0 and len(named_rows):
                     invariance = self._code_invariance_loss(trajectories, named_rows, steps[named_rows, 0])
                     self.accelerator.backward(config.code_invariance_weight * invariance * len(named_rows) / len(rows) / config.gradient_accumulation)
                     stats["code_invariance_loss"].append(float(invariance.detach()))

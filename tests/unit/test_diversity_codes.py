@@ -170,3 +170,65 @@ def _descend(trainer, loss_of, steps: int = 6) -> list[float]:
         trainer.optimizer.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+def test_codes_that_follow_an_adapter_leave_other_rows_as_written_and_travel_with_the_pipeline(tokenizer_dir, tmp_path):
+    """DiversityCodes(adapter=...): rows routed elsewhere draw NO_CODE, the other rows draw what an
+    unrestricted draw gives them, and a NO_CODE row's condition is unchanged; the adapter is saved."""
+    from ml.diffusion.diversity import NO_CODE
+
+    codes = DiversityCodes(4, TINY.text_hidden, adapter="open")
+    with torch.no_grad():
+        codes.embedding.normal_()
+    names = ["open", "default", "open", "default", "default"]
+    everyone = codes.draw(5, torch.Generator().manual_seed(3))
+    followed = codes.draw(5, torch.Generator().manual_seed(3), names)
+    assert followed.tolist() == [c if n == "open" else NO_CODE for c, n in zip(everyone.tolist(), names)]
+    assert torch.equal(codes.draw(5, torch.Generator().manual_seed(3)), everyone)  # no names: every row draws
+    embeds = encode_prompts(build_tiny_pipeline(TINY, tokenizer_dir), ["a coat", "a red dress", "a bag", "a blue bag", "a hat"])
+    coded = codes(embeds, followed)
+    assert torch.equal(coded[[1, 3, 4]], embeds[[1, 3, 4]]) and not torch.allclose(coded[[0, 2]], embeds[[0, 2]])
+    with pytest.raises(ValueError, match="3 adapter names for 5 codes"):
+        codes.draw(5, None, names[:3])
+    codes.save(tmp_path)
+    assert DiversityCodes.load(tmp_path).adapter == "open"
+    DiversityCodes(4, TINY.text_hidden).save(tmp_path / "everyone")
+    assert DiversityCodes.load(tmp_path / "everyone").adapter is None
+
+
+def test_with_codes_open_only_titled_rows_train_and_draw_without_a_code(tokenizer_dir, tmp_path):
+    """codes_open_only: the trainer's titled rows draw NO_CODE (the open ones a code), the
+    invariance term is never computed, and the saved pipeline draws a title as if it had no codes."""
+    from ml.diffusion.adapters import OPEN_ADAPTER
+    from ml.diffusion.diversity import NO_CODE
+
+    prompts, meta = ["a coat", "a red dress"], [{"names_color": False, "category": "coat"}, {"names_color": True, "category": "dress"}]
+    config = RLConfig(iterations=2, prompts_per_iteration=2, samples_per_prompt=4, minibatch_size=8, train_timesteps=2, lr=3e-3, clip_range=1e-2,
+                      sampling=SAMPLING, skip_final_steps=1, mixture_distill_weight=1.0, diversity_codes=4, diversity_lr=0.05, pretrain_weight=0.0,
+                      code_invariance_weight=1.0, open_adapter=True, codes_open_only=True)
+    trainer = RLTrainer(build_tiny_pipeline(TINY, tokenizer_dir), MultiReward({"color_parity": (make_reward("color_parity", objective="kl", memory=16), 1.0)}),
+                        prompts, meta, config)
+    assert trainer.diversity.adapter == OPEN_ADAPTER
+    draws, real_draw = [], trainer.diversity.draw
+
+    def recorded_draw(*args):
+        draws.append((real_draw(*args), list(trainer._row_adapters)))
+        return draws[-1][0]
+
+    trainer.diversity.draw = recorded_draw  # the real draw, recorded with the rows' adapters
+    trainer.train()
+    trainer.diversity.draw = real_draw
+    assert len(draws) == 2
+    for drawn, names in draws:
+        assert all((c == NO_CODE) == (n != OPEN_ADAPTER) for c, n in zip(drawn.tolist(), names)) and OPEN_ADAPTER in names
+    assert trainer.diversity.embedding.abs().sum() > 0 and not any("code_invariance_loss" in h for h in trainer.history)
+
+    routed = trainer.adapter_names(meta * 2)
+    with_codes = generate(trainer.pipe, prompts * 2, SAMPLING, seed=2, unet=trainer.unet, diversity=trainer.diversity, adapter_names=routed)
+    without = generate(trainer.pipe, prompts * 2, SAMPLING, seed=2, unet=trainer.unet, adapter_names=routed)
+    assert torch.equal(with_codes[1::2], without[1::2]) and not torch.allclose(with_codes[::2], without[::2], atol=1e-4)
+    saved = load_pipeline(str(trainer.save_pipeline(tmp_path / "pipeline")))
+    assert saved.diversity_codes.adapter == OPEN_ADAPTER
+    assert torch.allclose(generate(saved, prompts * 2, SAMPLING, seed=2), with_codes, atol=1e-4)
+    with pytest.raises(ValueError, match="codes_open_only .* needs open_adapter"):
+        RLConfig(**(config.model_dump() | {"open_adapter": False}))
