@@ -62,7 +62,8 @@ class RLConfig(BaseModel):
                                "(ml.diffusion.adapters): every row goes through its prompt's adapter, so the parity side's training "
                                "does not reach the titles' weights, nor the titles' the open prompts'")
     codes_open_only: bool = Field(False, description="with open_adapter and diversity codes: only rows routed to the open adapter "
-                                  "draw a code, so titles keep their condition as written and the invariance term has nothing to do")
+                                  "draw a code, so titles keep their condition as written and the invariance term has nothing to do "
+                                  "(without open_adapter every row draws one)")
     pretrain_weight: float = Field(0.0, ge=0, description="diffusion loss on real images (the paper's pretraining term)")
     kl_weight: float = Field(0.0, ge=0, description="KL of each trained step to the base model's step")
     pathwise_parity_weight: float = Field(0.0, ge=0, description="weight of the parity rewards' pathwise loss: the image the model "
@@ -122,8 +123,6 @@ class RLConfig(BaseModel):
             raise ValueError(f"pathwise_fidelity_step={self.pathwise_fidelity_step}: use a step in 0..{horizon - 1}, or -1 for the last")
         if self.open_adapter and self.finetune != "lora":
             raise ValueError("open_adapter routes prompts between LoRA adapters: it needs finetune 'lora'")
-        if self.codes_open_only and not (self.open_adapter and self.diversity_codes > 1):
-            raise ValueError("codes_open_only gives the open adapter's rows the diversity codes: it needs open_adapter and diversity_codes > 1")
         return self
 
     @property
@@ -259,7 +258,7 @@ class RLTrainer:
             from ml.diffusion.diversity import DiversityCodes
 
             self.diversity = DiversityCodes(config.diversity_codes, pipe.text_encoder.config.hidden_size,
-                                            adapter=OPEN_ADAPTER if config.codes_open_only else None).to(pipe.device)
+                                            adapter=OPEN_ADAPTER if config.codes_open_only and config.open_adapter else None).to(pipe.device)
             groups.append({"params": [self.diversity.embedding], "lr": config.diversity_lr or config.lr, "weight_decay": 0.0})
             self.trainable.append(self.diversity.embedding)
             pipe.diversity_codes = self.diversity  # the pipeline is the policy: generate(pipe) draws its codes

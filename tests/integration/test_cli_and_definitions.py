@@ -143,6 +143,7 @@ def test_demo_end_to_end_on_a_slice_of_fashion_mnist(tmp_path):
     # its diversity codes travel beside the pipeline through the registry, trained away from their zero start
     assert pipe.diversity_codes is not None and pipe.diversity_codes.count == GenerationResource().diversity_codes
     assert pipe.diversity_codes.embedding.abs().sum() > 0
+    assert pipe.diversity_codes.adapter == ("open" if GenerationResource().codes_open_only else None)  # whose rows draw a code
 
     # evaluation: both reports, and a verdict alias on the RL version that matches its gates
     evaluation = summary["evaluation"]
