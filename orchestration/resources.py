@@ -316,7 +316,8 @@ class GenerationResource(ConfigurableResource):
     # of RL's prompt draws, the fairness suite's (colour-free prompts); the titles get the rest. 0.75 (with the pretraining term,
     # one seed): parity -43% instead of -38%, win-rate 0.46 instead of 0.64. 0.35 since the diversity codes: the codes left parity
     # room to spend on the titles. With codes and invariance on the 3a165e0 / eb760a0 states: win-rate 0.764 / 0.740, parity
-    # -69% / -71% (0.5 on 3a165e0: 0.667, -73%)
+    # -69% / -71% (0.5 on 3a165e0: 0.667, -73%). With open_adapter and codes_open_only (ec82ab7 state, seeds 1 / 2): 0.2 won
+    # 0.823 / 0.753 against 0.750 / 0.799, parity -79% against -80%: noise
     fairness_share: float = 0.35
     fidelity_weight: float = 1.0
     fidelity_mode: str = "zero_shot"  # zero_shot (the dual encoder's probability of the prompted category and colour) | cosine
