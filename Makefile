@@ -21,10 +21,11 @@ demo: $(STAMP) fashion-mnist ## run the whole pipeline on the offline demo profi
 
 # pytest-xdist workers, one file each at a time (module fixtures are built once); tests/conftest.py
 # gives each worker one thread. TEST_WORKERS=0 runs in one process with torch's default threads.
+# --durations: every CI log names the slowest tests, as the suite runs close to its 10 minutes on a slow machine
 TEST_WORKERS ?= 2
 
 test: $(STAMP) fashion-mnist ## the whole test suite
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: $(STAMP) fashion-mnist ## speed, memory and quality benchmarks (not run by CI)
 	$(BIN)/python -m benchmarks
