@@ -297,7 +297,8 @@ class GenerationResource(ConfigurableResource):
     code_invariance_weight: float = 1.0
     # ml.diffusion.trainer.RLConfig: titled prompts' predictions held near the base's. Same state: 0.3 / 1 raised colour reads to
     # 0.979 / 0.997 and lowered the win-rate to 0.715 / 0.642 (parity -69% both); 0.3 with pathwise_fidelity_weight 0.05: 0.774
-    # but parity -53%; 1 with 0.1: 0.708, -22%
+    # but parity -53%; 1 with 0.1: 0.708, -22%. With open_adapter (ec82ab7 state, seeds 1 / 2) 0.3: colour reads 0.997 / 1.000,
+    # parity -80% both, win-rate 0.736 / 0.753 against 0.750 / 0.799: the colour kept, the category gain given up
     title_anchor_weight: float = 0.0
     # ml.diffusion.adapters: prompts that leave a colour open get a LoRA of their own, so parity's training does not reach the
     # titles' weights nor theirs the open prompts'. A fresh 6c0a40a state, 300 iterations, seeds 0 / 1 / 2: win-rate
