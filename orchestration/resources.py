@@ -229,7 +229,8 @@ class GenerationResource(ConfigurableResource):
     # the paper's pretraining term: diffusion loss on real catalog images with their "a {colour} {category}" captions, one
     # minibatch per policy minibatch. Without it parity training leaked into titled prompts: 440 iterations on the 300cedf demo
     # state, win-rate 0.40-0.43 -> 0.64-0.66 with it, parity -41% -> -38%. The term alone (no reward) also won 0.63 there, but
-    # only 0.48 against RL's 0.66 on the 28c1731 state: how much of the judge's gain is the regulariser's depends on the base
+    # only 0.48 against RL's 0.66 on the 28c1731 state: how much of the judge's gain is the regulariser's depends on the base.
+    # With open_adapter (ec82ab7 state, seeds 1 / 2) 2: win-rate 0.740 / 0.774 against 0.750 / 0.799, colour reads 0.997 / 1.000
     pretrain_weight: float = 1.0
     kl_weight: float = 0.0
     # ml.diffusion.trainer.RLConfig: move colour-free prompts' predicted images toward missing colours. Off: on a 20bc7f8 demo state
