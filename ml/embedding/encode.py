@@ -137,12 +137,16 @@ def _encode_local(model_dir: str, items_uri: str, images_uri: str, batch_rows: i
 def _encode_ray(model_dir: str, items_uri: str, images_uri: str, compute: ComputeSettings, batch_rows: int):
     """Ray Data: image rows and text rows prepared by CPU tasks, then one actor pool (one model
     load per actor) encodes both, so the actors' start-up is paid once."""
+    workers = compute.resolved_workers()
+    if workers < 2 and not compute.ray_address:
+        # on a 1-CPU local Ray the pipeline stalled with nothing scheduled (Ray Data's file listing held the whole CPU, the actor half)
+        raise ValueError("the Ray encoding path needs workers >= 2 on a local Ray (a 1-CPU Ray deadlocks its own "
+                         "scheduler); use backend='local' on one core, or join a cluster with ray_address")
     import ray
 
     from ml.compute.batch_map import ensure_ray
 
     ensure_ray(compute)
-    workers = compute.resolved_workers()
     size = image_size(images_uri)
     batch = min(batch_rows, 1024)
     blocks = 4 * workers  # enough blocks that every actor gets work

@@ -42,6 +42,14 @@ def test_local_encoding_streams_in_chunks_and_matches_direct_calls(small_catalog
     assert ids == items["item_id"].tolist()
 
 
+def test_a_one_cpu_local_ray_is_refused_before_it_starts(small_catalog, tmp_path):
+    root, model, _, _ = small_catalog
+    with pytest.raises(ValueError, match="workers >= 2"):
+        encode_catalog(str(model), str(root / "items.parquet"), str(root / "images.parquet"), str(tmp_path / "e.parquet"),
+                       ComputeSettings(backend="ray", workers=1), batch_rows=16, progress=False)
+    assert not (tmp_path / "e.parquet").exists()
+
+
 @pytest.mark.slow
 def test_ray_actor_pool_gives_the_same_vectors(small_catalog, tmp_path):
     ray = pytest.importorskip("ray")
