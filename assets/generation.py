@@ -222,7 +222,7 @@ def rl_generator(context: AssetExecutionContext, base_generator: AssetManifest, 
 
         pretrain = None
         if config.pretrain_weight > 0:  # the paper's pretraining term: diffusion loss on real catalog images
-            pretrain = PretrainData.from_catalog(pipe.vae, *_labelled_images(catalog_items, item_attributes))
+            pretrain = PretrainData.from_catalog(pipe.vae, *_labelled_images(catalog_items, item_attributes), balanced=config.pretrain_balanced)
             if len(pretrain.latents) == 0:
                 context.log.warning("pretrain_weight > 0 but no catalog item has a colour to caption it with: RL runs without the pretraining term")
                 pretrain = None

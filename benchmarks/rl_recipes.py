@@ -89,7 +89,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
         from ml.diffusion.trainer import PretrainData
 
         catalog, attributes = manifest(home, "catalog_items")["uris"], manifest(home, "item_attributes")["uris"]
-        pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]))
+        pretrain = PretrainData.from_catalog(pipe.vae, *labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"]),
+                                            balanced=config.pretrain_balanced)
     weights = suite_draw_weights(train["suite"], None if fairness_share is None else {"fairness": fairness_share})
     trainer = RLTrainer(pipe, reward, list(train["prompt"]), prompt_metadata(train), config, prompt_weights=weights, pretrain=pretrain)
     held = prompts[prompts["split"].isin(["eval", "both"])]

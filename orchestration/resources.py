@@ -232,6 +232,10 @@ class GenerationResource(ConfigurableResource):
     # only 0.48 against RL's 0.66 on the 28c1731 state: how much of the judge's gain is the regulariser's depends on the base.
     # With open_adapter (ec82ab7 state, seeds 1 / 2) 2: win-rate 0.740 / 0.774 against 0.750 / 0.799, colour reads 0.997 / 1.000
     pretrain_weight: float = 1.0
+    # that term's images evenly over (category, colour) cells, not in the catalog's proportions (179 blue trousers, 37 blue
+    # dresses). ec82ab7 state, seeds 1 / 2: win-rate 0.753 / 0.750 against 0.750 / 0.799, parity -80% both, the unseen blue dress
+    # still lost: off
+    pretrain_balanced: bool = False
     kl_weight: float = 0.0
     # ml.diffusion.trainer.RLConfig: move colour-free prompts' predicted images toward missing colours. Off: on a 20bc7f8 demo state
     # (196 iterations) weights 0.01 / 0.001 raised parity 0.334 -> 0.46 / 0.42 and lowered the judge's colour hits 0.80 -> 0.70
@@ -393,6 +397,7 @@ class GenerationResource(ConfigurableResource):
                         train_timesteps=self.train_timesteps, inner_epochs=self.inner_epochs, skip_final_steps=self.skip_final_steps, clip_range=self.clip_range, advantage=self.advantage,
                         advantage_scale=self.advantage_scale, lr=self.lr,
                         finetune=self.finetune, lora_rank=self.lora_rank, lora_alpha=float(self.lora_rank), pretrain_weight=self.pretrain_weight,
+                        pretrain_balanced=self.pretrain_balanced,
                         kl_weight=self.kl_weight, pathwise_parity_weight=self.pathwise_parity_weight, pathwise_step=self.pathwise_step,
                         pathwise_fidelity_weight=self.pathwise_fidelity_weight, pathwise_fidelity_step=self.pathwise_fidelity_step,
                         pathwise_fidelity_skip_open=self.pathwise_fidelity_skip_open,

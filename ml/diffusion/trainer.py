@@ -65,6 +65,8 @@ class RLConfig(BaseModel):
                                   "draw a code, so titles keep their condition as written and the invariance term has nothing to do "
                                   "(without open_adapter every row draws one)")
     pretrain_weight: float = Field(0.0, ge=0, description="diffusion loss on real images (the paper's pretraining term)")
+    pretrain_balanced: bool = Field(False, description="that term's images evenly over (category, colour) cells rather than in "
+                                    "the catalog's proportions (PretrainData.from_catalog)")
     kl_weight: float = Field(0.0, ge=0, description="KL of each trained step to the base model's step")
     pathwise_parity_weight: float = Field(0.0, ge=0, description="weight of the parity rewards' pathwise loss: the image the model "
                                           "predicts at a trained step is decoded and its group membership moved toward what its prompt lacks")
@@ -169,13 +171,19 @@ class PretrainData:
     prompts: list[str]
 
     @classmethod
-    def from_catalog(cls, vae, items, pixels, limit: int = 5000) -> "PretrainData":
+    def from_catalog(cls, vae, items, pixels, limit: int = 5000, balanced: bool = False) -> "PretrainData":
         """The first `limit` catalog items with a colour, captioned the way the base generator was
-        trained ("a {colour} {category}"). `items`: rows with color and category, aligned with `pixels`."""
+        trained ("a {colour} {category}"). `items`: rows with color and category, aligned with `pixels`.
+        `balanced`: the first items of each (category, colour) cell, as many per cell as fit in
+        `limit`, so a rare pair (a blue dress) is drawn as often as a common one (a red dress)."""
         from ml.diffusion.quality import prompt
         from ml.diffusion.train_base import encode_latents
 
-        keep = items.dropna(subset=["color"]).index.to_numpy()[:limit]
+        coloured = items.dropna(subset=["color"])
+        if balanced and len(coloured):
+            cells = coloured.groupby(["category", "color"]).ngroups
+            coloured = coloured.groupby(["category", "color"], sort=False).head(-(-limit // cells))
+        keep = coloured.index.to_numpy()[:limit]
         return cls(encode_latents(vae, pixels[keep]), [prompt(c, k) for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
 
 

@@ -619,6 +619,23 @@ def test_the_pretraining_term_alone_fits_its_catalog_images(tokenizer_dir):
     assert fixed_loss(trainer) < 0.5 * before
 
 
+def test_balanced_pretraining_images_give_a_rare_pair_as_many_rows_as_a_common_one(tokenizer_dir):
+    """Six red dresses, one blue dress and two green coats in a 6-image budget: the catalog's
+    proportions keep the first six (five red dresses), the balanced draw two per cell."""
+    import pandas as pd
+
+    from ml.diffusion.trainer import PretrainData
+
+    pipe = tiny_pipe(tokenizer_dir)
+    items = pd.DataFrame({"color": ["red"] * 5 + ["green", "blue", "red", "green"], "category": ["dress"] * 5 + ["coat", "dress", "dress", "coat"]})
+    pixels = np.full((len(items), 16, 16, 3), 255, np.uint8)
+    in_order = PretrainData.from_catalog(pipe.vae, items, pixels, limit=6)
+    assert in_order.prompts == ["a red dress"] * 5 + ["a green coat"]
+    balanced = PretrainData.from_catalog(pipe.vae, items, pixels, limit=6, balanced=True)
+    assert balanced.prompts == ["a red dress"] * 2 + ["a green coat", "a blue dress", "a green coat"]
+    assert len(balanced.latents) == 5
+
+
 def test_differentiable_colour_memberships_match_the_reader_and_their_gradient_moves_a_garment_toward_a_missing_colour():
     from ml.fairness.color_reader import demo_color_reader
 
