@@ -150,8 +150,8 @@ def _encode_ray(model_dir: str, items_uri: str, images_uri: str, compute: Comput
     size = image_size(images_uri)
     batch = min(batch_rows, 1024)
     blocks = 4 * workers  # enough blocks that every actor gets work
-    # Actors run one torch thread and ask for half a CPU, so the read and preparation tasks
-    # always find room (whole CPUs per actor deadlock a `workers`-CPU Ray).
+    # Actors run one torch thread and ask for half a CPU, so with workers >= 2 (checked above) the
+    # read and preparation tasks find room (whole CPUs per actor deadlock a `workers`-CPU Ray).
     images = ray.data.read_parquet(images_uri, columns=["image_hash", "pixels"]).repartition(blocks).map_batches(
         _image_rows, fn_kwargs={"model_dir": model_dir, "store_size": size}, batch_size=batch, batch_format="numpy", num_cpus=0.5)
     texts = ray.data.read_parquet(items_uri, columns=["item_id", "image_hash", *TEXT_FIELDS]).repartition(blocks).map_batches(
