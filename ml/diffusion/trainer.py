@@ -181,8 +181,8 @@ class PretrainData:
 
         coloured = items.dropna(subset=["color"])
         if balanced and len(coloured):
-            cells = coloured.groupby(["category", "color"]).ngroups
-            coloured = coloured.groupby(["category", "color"], sort=False).head(-(-limit // cells))
+            cells = coloured.groupby(["category", "color"], sort=False)
+            coloured = cells.head(-(-limit // cells.ngroups))
         keep = coloured.index.to_numpy()[:limit]
         return cls(encode_latents(vae, pixels[keep]), [prompt(c, k) for c, k in zip(items.loc[keep, "color"], items.loc[keep, "category"])])
 
