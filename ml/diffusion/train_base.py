@@ -76,6 +76,9 @@ class BaseTrainConfig(BaseModel):
     warmup_steps: int = 100
     caption_dropout: float = 0.1
     colorless_captions: float = 0.2  # share of captions without their colour ("a dress"); see train_unet
+    # Each image drawn with probability proportional to (its caption's image count) ** -unet_cell_balance: 0 draws the catalog's
+    # mix (the demo's blue is 44% trousers and shirts, its dresses 5%), 1 draws every "a {colour} {category}" equally
+    unet_cell_balance: float = 0.0
     ema_decay: float = 0.995
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -204,6 +207,14 @@ def encode_latents(vae, pixels: np.ndarray, batch_size: int = 512) -> torch.Tens
     return torch.cat(out) * vae.config.scaling_factor
 
 
+def caption_draw_weights(captions: list[str], balance: float) -> np.ndarray:
+    """Per image, a draw probability proportional to (images sharing its caption) ** -balance: 1 gives each caption
+    the same share of draws, 0 each image."""
+    _, cell, counts = np.unique(np.asarray(captions, dtype=object), return_inverse=True, return_counts=True)
+    weights = counts[cell].astype(float) ** -balance
+    return weights / weights.sum()
+
+
 def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTrainConfig, short_captions: list[str] | None = None,
                minutes: float | None = None) -> list[dict]:
     """Epsilon-prediction training of the UNet and text encoder for `minutes` (default: the whole
@@ -245,9 +256,10 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTra
         history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
 
     generator = torch.Generator().manual_seed(config.seed)
+    draw = caption_draw_weights(captions, config.unet_cell_balance) if config.unet_cell_balance else None
     with tqdm(total=config.unet_steps, desc="train generator", mininterval=2) as bar:
         while step < config.unet_steps and time.perf_counter() - start < 60 * minutes:
-            rows = torch.as_tensor(rng.choice(len(latents), config.unet_batch_size, replace=False))
+            rows = torch.as_tensor(rng.choice(len(latents), config.unet_batch_size, replace=False, p=draw))
             ids = tokens[rows].clone()
             if short_tokens is not None:
                 shorten = torch.as_tensor(rng.random(len(rows)) < config.colorless_captions)

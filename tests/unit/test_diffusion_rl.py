@@ -459,6 +459,30 @@ def test_base_training_drops_the_colour_from_a_share_of_captions(tokenizer_dir):
         train_unet(pipe, latents, captions, config, short_captions=short[:3])
 
 
+def test_cell_balanced_base_training_draws_a_rare_caption_as_often_as_a_common_one(tokenizer_dir):
+    """With unet_cell_balance=1 each caption gets the same share of draws however few images it has
+    (the catalog's blue is mostly trousers and shirts); 0 keeps the catalog's mix."""
+    from ml.diffusion.train_base import BaseTrainConfig, caption_draw_weights, train_unet
+
+    captions = ["a red dress"] * 9 + ["a blue dress"]
+    weights = caption_draw_weights(captions, 1.0)
+    assert weights.sum() == pytest.approx(1.0) and weights[-1] == pytest.approx(0.5) and weights[:9].sum() == pytest.approx(0.5)
+    assert caption_draw_weights(captions, 0.0) == pytest.approx(np.full(10, 0.1))
+    tokenizer = tiny_pipe(tokenizer_dir).tokenizer
+    blue_ids = tokenizer("a blue dress", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids[0]
+
+    def blue_share(balance: float) -> float:
+        pipe = tiny_pipe(tokenizer_dir)
+        seen: list[torch.Tensor] = []
+        pipe.text_encoder.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
+        config = BaseTrainConfig(unet_steps=30, unet_batch_size=2, warmup_steps=1, caption_dropout=0.0, colorless_captions=0.0, unet_cell_balance=balance)
+        train_unet(pipe, torch.randn(10, 4, 8, 8), captions, config)
+        return float((torch.cat(seen) == blue_ids).all(1).float().mean())
+
+    shares = blue_share(1.0), blue_share(0.0)  # 0.38 and 0.05 here
+    assert shares[0] > 0.25 > 0.2 > shares[1]
+
+
 def test_the_unet_stops_at_its_step_budget_well_inside_its_minutes(tokenizer_dir):
     """The demo's budget is steps (the minutes only a cap), so a fast machine trains the same
     UNet sooner instead of a longer-trained one; the cosine schedule ends at the step budget."""
