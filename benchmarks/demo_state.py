@@ -12,3 +12,21 @@ def manifest(home: Path, asset: str) -> dict:
     if not files:
         raise SystemExit(f"{home} has no {asset} manifest: run `make demo` (or point --home at a demo state)")
     return json.loads(files[-1].read_text())
+
+
+def overlay_state(home: Path, out: Path, asset: str, uris: dict) -> Path:
+    """A state at `out` that reads as `home` except for `asset`, whose manifests' uris are updated
+    with `uris`: the other manifests are copied and still name `home`'s files, so a retrained
+    model is measured on the same catalog, prompts and judge without copying them."""
+    source = Path(home) / "data" / "manifests"
+    if not (source / asset).is_dir():
+        raise SystemExit(f"{home} has no {asset} manifest: run `make demo` (or point --home at a demo state)")
+    for folder in source.iterdir():
+        for file in folder.glob("*"):
+            figures = json.loads(file.read_text())
+            if folder.name == asset:
+                figures["uris"] = {**figures.get("uris", {}), **uris}
+            target = Path(out) / "data" / "manifests" / folder.name / file.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(figures, indent=2))
+    return Path(out)

@@ -468,11 +468,10 @@ def test_cell_balanced_base_training_draws_a_rare_caption_as_often_as_a_common_o
     weights = caption_draw_weights(captions, 1.0)
     assert weights.sum() == pytest.approx(1.0) and weights[-1] == pytest.approx(0.5) and weights[:9].sum() == pytest.approx(0.5)
     assert caption_draw_weights(captions, 0.0) == pytest.approx(np.full(10, 0.1))
-    tokenizer = tiny_pipe(tokenizer_dir).tokenizer
-    blue_ids = tokenizer("a blue dress", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids[0]
 
     def blue_share(balance: float) -> float:
         pipe = tiny_pipe(tokenizer_dir)
+        blue_ids = pipe.tokenizer("a blue dress", padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids[0]
         seen: list[torch.Tensor] = []
         pipe.text_encoder.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
         config = BaseTrainConfig(unet_steps=30, unet_batch_size=2, warmup_steps=1, caption_dropout=0.0, colorless_captions=0.0, unet_cell_balance=balance)
