@@ -18,15 +18,13 @@ def overlay_state(home: Path, out: Path, asset: str, uris: dict) -> Path:
     """A state at `out` that reads as `home` except for `asset`, whose manifests' uris are updated
     with `uris`: the other manifests are copied and still name `home`'s files, so a retrained
     model is measured on the same catalog, prompts and judge without copying them."""
-    source = Path(home) / "data" / "manifests"
-    if not (source / asset).is_dir():
-        raise SystemExit(f"{home} has no {asset} manifest: run `make demo` (or point --home at a demo state)")
-    for folder in source.iterdir():
+    manifest(home, asset)  # a state without it exits here, saying what to run
+    for folder in (Path(home) / "data" / "manifests").iterdir():
         for file in folder.glob("*"):
-            figures = json.loads(file.read_text())
+            document = json.loads(file.read_text())
             if folder.name == asset:
-                figures["uris"] = {**figures.get("uris", {}), **uris}
+                document["uris"] = {**document.get("uris", {}), **uris}
             target = Path(out) / "data" / "manifests" / folder.name / file.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(figures, indent=2))
+            target.write_text(json.dumps(document, indent=2))
     return Path(out)
