@@ -53,7 +53,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     import torch
 
     from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
-    from ml.diffusion.quality import color_category_pairs, prompt, prompt_accuracy
+    from ml.diffusion.quality import base_captions, color_category_pairs, prompt_accuracy
     from ml.diffusion.sampling import images_to_uint8
     from ml.diffusion.train_base import BaseTrainConfig, train_base
     from ml.fairness.color_reader import demo_color_reader
@@ -75,9 +75,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         train_config = BaseTrainConfig(base_minutes=generation.base_minutes, unet_steps=generation.unet_steps, vae_color_target=generation.vae_color_target,
                                        vae_min_color_kept=generation.vae_min_color_kept, vae_min_category_kept=generation.vae_min_category_kept,
                                        vae_min_steps=generation.vae_min_steps, unet_cell_balance=generation.unet_cell_balance, seed=generation.seed)
-        coloured = items.dropna(subset=["color"]).index.to_numpy()
-        captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
-        trained, history = train_base(pipe, pixels[coloured], captions, [prompt(None, k) for k in items.loc[coloured, "category"]],
+        coloured, captions, short_captions = base_captions(items)
+        trained, history = train_base(pipe, pixels[coloured], captions, short_captions,
                                       train_config, reader.read, categories=items.loc[coloured, "category"].to_numpy(dtype=object))
         figures.update(trained)
         by_color = trained.get("vae_color_kept_by_color") or {}

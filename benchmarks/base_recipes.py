@@ -32,7 +32,7 @@ def judged_cells(pipe, pairs, judge, reader, per_prompt: int) -> dict:
 def main() -> None:
     from ml.catalog.store import labelled_images
     from ml.diffusion.pipeline import TinyPipelineConfig, build_tiny_pipeline, load_pipeline
-    from ml.diffusion.quality import color_category_pairs, prompt
+    from ml.diffusion.quality import base_captions, color_category_pairs
     from ml.diffusion.train_base import BaseTrainConfig, encode_latents, train_unet
     from ml.fairness.color_reader import demo_color_reader
     from ml.judge.classifier import CategoryJudge
@@ -55,9 +55,7 @@ def main() -> None:
     config = BaseTrainConfig(**{"base_minutes": 1e6, "unet_steps": demo.unet_steps, "seed": demo.seed, **recipe})
     catalog, attributes = manifest(args.home, "catalog_items")["uris"], manifest(args.home, "item_attributes")["uris"]
     items, pixels = labelled_images(catalog["items"], catalog["images"], attributes["item_attributes"])
-    coloured = items.dropna(subset=["color"]).index.to_numpy()
-    captions = [prompt(c, k) for c, k in zip(items.loc[coloured, "color"], items.loc[coloured, "category"])]
-    short = [prompt(None, k) for k in items.loc[coloured, "category"]]
+    coloured, captions, short = base_captions(items)
     state_folder = Path(manifest(args.home, "base_generator")["uris"]["pipeline"])
     state_base = load_pipeline(str(state_folder))
     torch.manual_seed(config.seed)
@@ -74,9 +72,9 @@ def main() -> None:
     print(json.dumps({"recipe": recipe, "unet_steps": history[-1]["step"] if history else 0, "unet_seconds": round(time.perf_counter() - started, 1),
                       "unet_loss": round(history[-1]["loss"], 4) if history else None, "out": str(args.out)}), flush=True)
     judge = CategoryJudge.load(manifest(args.home, "catalog_judge")["uris"]["judge"])
-    pairs = color_category_pairs(items)
+    pairs, reader = color_category_pairs(items), demo_color_reader()
     for name, model in (("retrained", load_pipeline(str(folder))), ("state's base", state_base)):
-        print(json.dumps({"base": name, **judged_cells(model, pairs, judge, demo_color_reader(), args.per_prompt)}), flush=True)
+        print(json.dumps({"base": name, **judged_cells(model, pairs, judge, reader, args.per_prompt)}), flush=True)
 
 
 if __name__ == "__main__":

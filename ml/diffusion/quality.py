@@ -13,6 +13,14 @@ def prompt(color: str | None, category: str) -> str:
     return f"a {color} {category}" if color else f"a {category}"
 
 
+def base_captions(items: pd.DataFrame) -> tuple:
+    """The base generator's training rows: (index of the items with a colour, "a {colour} {category}"
+    captions, the same without the colour), as the demo's base and `benchmarks.base_recipes` train it."""
+    coloured = items.dropna(subset=["color"])
+    return (coloured.index.to_numpy(), [prompt(c, k) for c, k in zip(coloured["color"], coloured["category"])],
+            [prompt(None, k) for k in coloured["category"]])
+
+
 def color_category_pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
     """Every (colour, category) the catalog holds an item of, sorted: the base generator is judged on each."""
     pairs = items.dropna(subset=["color", "category"])[["color", "category"]].drop_duplicates()
