@@ -62,6 +62,8 @@ _GENERATION = {
     # a Stable Diffusion checkpoint already in a local folder or the HF cache; LoRA RL on a GPU
     "production": {"generator": "stable-diffusion-v1-5/stable-diffusion-v1-5", "num_inference_steps": 50, "prompts_per_iteration": 16,
                    "samples_per_prompt": 8, "iterations": 200, "rl_minutes": 600.0,
+                   # the LoRA's rate before the demo's went to 2e-3, which was measured on the tiny generator only
+                   "lr": 1e-3,
                    # one trained step per UNet call, as DDPO: five steps of a minibatch of SD activations at once is untested on a GPU
                    "fused_timesteps": 1,
                    # no diversity codes: the paper's model read its choice from its noise; codes on SD are untested (no GPU here)

@@ -206,10 +206,12 @@ class GenerationResource(ConfigurableResource):
     min_color_accuracy: float = 0.7
     # RL
     finetune: str = "lora"  # lora | full
-    # RL iterations (see unet_steps); rl_minutes caps them (165 on the slow machine at 5 minutes, ~200 expected at 6). On an 800-step
-    # base (the fast machine), rl_recipes at 170 / 255 / 340 iterations, seeds 0 / 1: win-rate 0.69 / 0.74 / 0.79 and 0.68 /
-    # 0.69 / 0.76; parity -51% / -55% / -49% and -46% / -46% / -56%
-    iterations: int = 300
+    # RL iterations (see unet_steps); rl_minutes caps them. 200 at lr 2e-3 (below), not 300 at 1e-3: on a fresh 5392250 demo state
+    # (rl_recipes, seeds 0 / 1 / 2, 193 / 200 / 200 iterations, side by side at 1 thread) lr 2e-3 won 0.837 / 0.809 / 0.802 (low
+    # ends 0.69-0.74), parity -75% / -75% / -72%; 1e-3 won 0.750 / 0.778 / 0.795, -72% / -75% / -73%. At 300 both fell (seed 0:
+    # 0.740 at 1e-3, 0.733 at 2e-3) as held-out titles lost their colour (reads 0.875 / 0.826). 200 iterations fit the 6-minute
+    # cap on a machine 1.4x slower than the fast one (1.87 s each); README, "A shorter, faster RL schedule"
+    iterations: int = 200
     prompts_per_iteration: int = 4
     samples_per_prompt: int = 8
     # 10: the base draws as well as at 20 (judge 1.64 both), RL gets 1.5x the iterations and each trained step is a larger
@@ -230,7 +232,7 @@ class GenerationResource(ConfigurableResource):
     # per_prompt advantages divided by each prompt's std (prompt, DDPO) or the batch's (batch): with batch, parity_weight sets how
     # much of each update parity gets; batch + parity 4 cut parity 36-41% in 5 CPU minutes (prompt + parity 2: -11% to -27%)
     advantage_scale: str = "batch"
-    lr: float = 1e-3  # at 3e-3 the 5-minute demo run drifted: prompt fidelity fell from 0.19 to 0.01
+    lr: float = 2e-3  # see iterations. At 3e-3 an early recipe's 5-minute demo run drifted: prompt fidelity fell from 0.19 to 0.01
     lora_rank: int = 4
     # the paper's pretraining term: diffusion loss on real catalog images with their "a {colour} {category}" captions, one
     # minibatch per policy minibatch. Without it parity training leaked into titled prompts: 440 iterations on the 300cedf demo
