@@ -906,7 +906,9 @@ def test_fused_timesteps_give_the_same_update_in_fewer_unet_calls(tokenizer_dir)
     initial, one, one_history, one_calls = trained(1)
     _, fused, fused_history, fused_calls = trained(3)
     assert any(not torch.allclose(initial[k], one[k]) for k in one)  # training moved the weights
-    assert all(torch.allclose(one[k], fused[k], atol=1e-6) for k in one)
+    # 1e-5 is 1% of one Adam step at lr 1e-3: a wrong fused loss moves weights by whole steps, while batching alone moved one
+    # LoRA weight by 1.5e-6 on one machine's CPU kernels (2026-12-06)
+    assert all(torch.allclose(one[k], fused[k], atol=1e-5) for k in one)
     assert [h["loss"] for h in one_history] == pytest.approx([h["loss"] for h in fused_history], abs=1e-6)
     assert [h["kl_to_base"] for h in one_history] == pytest.approx([h["kl_to_base"] for h in fused_history], abs=1e-6)
     policy_call = 2 * 4 * 3  # guidance's two halves x a minibatch of 4 x three steps
