@@ -96,9 +96,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
     pairs = color_category_pairs(items)
     quality, samples, sample_images = prompt_accuracy(pipe, pairs, judge, reader, per_prompt=generation.eval_per_prompt, seed=generation.eval_seed)
     figures.update({f"base_{k}": v for k, v in quality.items()})
-    judged = samples.assign(category_accuracy=samples["category"] == samples["judged_category"], color_accuracy=samples["color"] == samples["read_color"])
-    per_category = judged.groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index()
-    per_color = (judged.groupby("color")["color_accuracy"].mean()
+    per_category = samples.groupby("category")[["category_accuracy", "color_accuracy"]].mean().reset_index()
+    per_color = (samples.groupby("color")["color_accuracy"].mean()
                  .rename("base_color_accuracy").to_frame().join(pd.Series(by_color, name="autoencoder_round_trip", dtype=float))
                  .reset_index().rename(columns={"index": "color"}))
     passed = quality["category_accuracy"] >= generation.min_category_accuracy and quality["color_accuracy"] >= generation.min_color_accuracy

@@ -23,10 +23,9 @@ def judged_cells(pipe, pairs, judge, reader, per_prompt: int) -> dict:
     from ml.diffusion.quality import prompt_accuracy
 
     figures, table, _ = prompt_accuracy(pipe, pairs, judge, reader, per_prompt=per_prompt, seed=1234)
-    table = table.assign(category_ok=table["category"] == table["judged_category"], colour_ok=table["color"] == table["read_color"])
-    cells = table.groupby(["color", "category"])[["category_ok", "colour_ok"]].mean()
+    cells = table.groupby(["color", "category"])[["category_accuracy", "color_accuracy"]].mean()
     return {"category_accuracy": round(figures["category_accuracy"], 3), "colour_accuracy": round(figures["color_accuracy"], 3),
-            "cells": {f"{c} {k}": [round(float(r.category_ok), 3), round(float(r.colour_ok), 3)] for (c, k), r in cells.iterrows()}}
+            "cells": {f"{c} {k}": [round(float(r.category_accuracy), 3), round(float(r.color_accuracy), 3)] for (c, k), r in cells.iterrows()}}
 
 
 def main() -> None:

@@ -29,13 +29,16 @@ def color_category_pairs(items: pd.DataFrame) -> list[tuple[str, str]]:
 
 def prompt_accuracy(pipe, pairs: list[tuple[str, str]], judge, reader, per_prompt: int = 4, sampling: SamplingConfig | None = None,
                     seed: int = 0) -> tuple[dict, pd.DataFrame, torch.Tensor]:
-    """(figures, per-sample table, images) for (colour, category) pairs, `per_prompt` images each."""
+    """(figures, per-sample table, images) for (colour, category) pairs, `per_prompt` images each.
+    The table's boolean `category_accuracy` and `color_accuracy` columns average to the accuracies
+    over any grouping of its rows (per category, per colour, per pair)."""
     sampling = sampling or SamplingConfig()
     rows = [(c, k) for c, k in pairs for _ in range(per_prompt)]
     images = generate(pipe, [prompt(c, k) for c, k in rows], sampling, seed)
     categories = judge.predict(images * 2 - 1)
     colors = reader.read(images_to_uint8(images))
     table = pd.DataFrame({"color": [c for c, _ in rows], "category": [k for _, k in rows], "judged_category": categories, "read_color": colors})
-    figures = {"category_accuracy": float((table["category"] == table["judged_category"]).mean()),
-               "color_accuracy": float((table["color"] == table["read_color"]).mean()), "samples": len(table)}
+    table = table.assign(category_accuracy=table["category"] == table["judged_category"], color_accuracy=table["color"] == table["read_color"])
+    figures = {"category_accuracy": float(table["category_accuracy"].mean()), "color_accuracy": float(table["color_accuracy"].mean()),
+               "samples": len(table)}
     return figures, table, images
