@@ -14,6 +14,7 @@ those categories or colours: which trained titles move a held-out prompt.
 import argparse
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,11 @@ def resolve_recipe(settings: dict):
 
 
 def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_seeds: int, device: str, minutes: float | None = None,
-               reward_seeds: int = 32, save_dir: Path | None = None, measure_at: list[int] | None = None):
+               reward_seeds: int = 32, save_dir: Path | None = None, measure_at: list[int] | None = None, averages: list[float] | None = None):
     """Train the recipe and yield its figures at each of `measure_at` (default: only the end), one
-    run giving a curve of the figures against RL iterations."""
+    run giving a curve of the figures against RL iterations. `averages`: decays of exponential
+    moving averages of the trained weights (one update per iteration), each measured beside the
+    weights themselves at every stop: what averaging would give, from the same run."""
     from ml.catalog.store import read_table
     from ml.diffusion.pipeline import load_pipeline
     from ml.diffusion.prompts import fairness_prompts, prompt_metadata, suite_draw_weights
@@ -120,24 +123,20 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
     base_scores, base_parts, base_images = judged(base.unet)
     base_parity = parity_of(base.unet)
-    seconds = 0.0
-    for stop in stops:
-        trainer.config = trainer.config.model_copy(update={"iterations": stop})
-        started = time.perf_counter()
-        history = trainer.train()
-        seconds += time.perf_counter() - started
-        if save_dir:  # the trained weights (LoRA or full), to look at its images afterwards
-            from safetensors.torch import save_file
+    def measured(label: str, history: list[dict], seconds: float, policy: bool = True) -> dict:
+        """The recipe's figures: of the policy the trainer would save (`policy`: the average with
+        ema_decay > 0), else of the trainable weights as they are now."""
+        with trainer.averaged() if policy else nullcontext():
+            return measured_now(label, history, seconds)
 
-            save_dir.mkdir(parents=True, exist_ok=True)
-            save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
+    def measured_now(label: str, history: list[dict], seconds: float) -> dict:
         after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
         rl_scores, rl_parts, rl_images = judged(trainer.unet, trainer.diversity, routed=True)
         preference, per_prompt = win_rate_report(rows, rl_scores, base_scores, parts={k: (rl_parts[k], base_parts[k]) for k in rl_parts})
         resolution, coarse, _ = win_rate_beyond_resolution(judge, rows, rl_images, base_images, rl_scores, base_scores)
         rl_parity = parity_of(trainer.unet, trainer.diversity, routed=True)
-        yield {"name": name, "iterations": trainer.iteration, "seconds": round(seconds, 1),
+        return {"name": label, "iterations": trainer.iteration, "seconds": round(seconds, 1),
                "s_per_iteration": round(seconds / max(trainer.iteration, 1), 3),
                "reward_before": round(float(before.mean()), 4), "reward_after": round(float(after.mean()), 4),
                "gain_ci": [round(gain_ci[0], 4), round(gain_ci[1], 4)],
@@ -156,6 +155,36 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                                     for _, r in per_prompt.iterrows()},
                "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe,
                "left_out": sorted(prompts.loc[left_out[left_out].index, "prompt"])}
+
+    averaged = {decay: [p.detach().clone() for p in trainer.trainable] for decay in averages or []}
+
+    def average(trainer, record) -> None:
+        with torch.no_grad():
+            for decay, copies in averaged.items():
+                for copy, param in zip(copies, trainer.trainable):
+                    copy.lerp_(param.detach(), 1 - decay)
+
+    seconds = 0.0
+    for stop in stops:
+        trainer.config = trainer.config.model_copy(update={"iterations": stop})
+        started = time.perf_counter()
+        history = trainer.train(callback=average)
+        seconds += time.perf_counter() - started
+        if save_dir:  # the trained weights (LoRA or full), to look at its images afterwards
+            from safetensors.torch import save_file
+
+            save_dir.mkdir(parents=True, exist_ok=True)
+            save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
+        yield measured(name, history, seconds)
+        for decay, copies in averaged.items():
+            with torch.no_grad():
+                trained = [p.detach().clone() for p in trainer.trainable]
+                for param, copy in zip(trainer.trainable, copies):
+                    param.copy_(copy)
+            yield measured(f"{name}-ema{decay:g}", history, seconds, policy=False)
+            with torch.no_grad():
+                for param, value in zip(trainer.trainable, trained):
+                    param.copy_(value)
     if save_dir:  # the final policy as a pipeline too (fusing ends training), for benchmarks that load one (colour_lean)
         trainer.save_pipeline(save_dir / f"{name}-{trainer.iteration}-pipeline")
 
@@ -174,6 +203,8 @@ def main() -> None:
                         "and its final policy as the pipeline folder NAME-ITERATIONS-pipeline")
     parser.add_argument("--measure-at", type=lambda text: [int(i) for i in text.split(",")], default=None,
                         help="comma-separated iteration counts at which to measure too (besides the end): a curve from one run")
+    parser.add_argument("--averages", type=lambda text: [float(d) for d in text.split(",")], default=None,
+                        help="comma-separated decays of moving averages of the trained weights, each measured beside them")
     parser.add_argument("--resolve", action="store_true", help="print each recipe with its full RLConfig under 'rl', and stop")
     args = parser.parse_args()
     if args.resolve:
@@ -188,7 +219,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for recipe in args.recipe or ['{"name": "default"}']:
         for figures in run_recipe(Path(args.home), json.loads(recipe), args.iterations, args.eval_seeds, args.bias_seeds, device, args.minutes,
-                                  args.reward_seeds, args.save_dir, args.measure_at):
+                                  args.reward_seeds, args.save_dir, args.measure_at, args.averages):
             print(json.dumps(figures), flush=True)
 
 

@@ -64,6 +64,8 @@ _GENERATION = {
                    "samples_per_prompt": 8, "iterations": 200, "rl_minutes": 600.0,
                    # the LoRA's rate before the demo's went to 2e-3, which was measured on the tiny generator only
                    "lr": 1e-3,
+                   # the last iterate, as DDPO: the averaged policy was measured on the tiny generator only
+                   "ema_decay": 0.0,
                    # one trained step per UNet call, as DDPO: five steps of a minibatch of SD activations at once is untested on a GPU
                    "fused_timesteps": 1,
                    # no diversity codes: the paper's model read its choice from its noise; codes on SD are untested (no GPU here)

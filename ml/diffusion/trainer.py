@@ -11,7 +11,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -110,6 +110,9 @@ class RLConfig(BaseModel):
                                        "for those rows, at one trained step, the policy's guided noise prediction (with the row's code) "
                                        "learns the base's without one. The parity side's training reaches titles through the shared "
                                        "weights; this pulls them back where the other terms do not need them moved")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: the policy that is evaluated and saved is an exponential moving "
+                             "average of the trained weights (updated once per iteration with this decay), not the last iterate: "
+                             "the average keeps the updates' common direction and cancels much of their noise (0: the last iterate)")
     checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only at the end)")
     max_minutes: float = 60.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -273,13 +276,45 @@ class RLTrainer:
         optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         self.unet, self.optimizer, self.scheduler = self.accelerator.prepare(unet, optimizer, scheduler)
+        # every process holds the same weights after each step, so the same average
+        self.average = {name: p.detach().clone() for name, p in self._trainable_params().items()} if config.ema_decay > 0 else None
+
+    def _trainable_params(self) -> dict[str, torch.nn.Parameter]:
+        """The trained tensors by name: the UNet's (LoRA or all) and the diversity codes."""
+        unet = self.accelerator.unwrap_model(self.unet)
+        params = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+        if self.diversity is not None:
+            params[DIVERSITY_KEY] = self.diversity.embedding
+        return params
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        unet = self.accelerator.unwrap_model(self.unet)
-        state = {name: p.detach().cpu().clone() for name, p in unet.named_parameters() if p.requires_grad}
-        if self.diversity is not None:
-            state[DIVERSITY_KEY] = self.diversity.embedding.detach().cpu().clone()
-        return state
+        """The trained weights as they are now (the last iterate, not the average)."""
+        return {name: p.detach().cpu().clone() for name, p in self._trainable_params().items()}
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        if self.average is not None:
+            for name, param in self._trainable_params().items():
+                self.average[name].lerp_(param.detach(), 1 - self.config.ema_decay)
+
+    @contextmanager
+    def averaged(self):
+        """Inside, the model holds the averaged weights (ema_decay > 0; else nothing changes): the
+        policy that is evaluated and saved. Training goes on from the last iterate afterwards."""
+        if self.average is None:
+            yield
+            return
+        params = self._trainable_params()
+        with torch.no_grad():
+            trained = {name: p.detach().clone() for name, p in params.items()}
+            for name, param in params.items():
+                param.copy_(self.average[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, param in params.items():
+                    param.copy_(trained[name])
 
     def adapter_names(self, metadata: list[dict]) -> list[str] | None:
         """Each prompt's adapter with open_adapter (the open one where a parity reward applies), else
@@ -609,6 +644,7 @@ class RLTrainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     updates += 1
+        self._update_average()
         self.iteration += 1
         done = time.perf_counter()
         record = {"iteration": self.iteration, "reward": float(total.mean()), "reward_std": float(total.std()),
@@ -645,16 +681,22 @@ class RLTrainer:
 
     @torch.no_grad()
     def evaluate(self, prompts: list[str], metadata: list[dict], seed: int = 1234, batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
-        """Rewards of fresh samples with a fixed seed: the same noise for the same prompts every time."""
-        return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet,
-                                diversity=self.diversity, adapter_names=self.adapter_names(metadata))
+        """Rewards of fresh samples with a fixed seed: the same noise for the same prompts every time;
+        the averaged policy's with ema_decay > 0."""
+        with self.averaged():
+            return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet,
+                                    diversity=self.diversity, adapter_names=self.adapter_names(metadata))
 
     def save_pipeline(self, folder: str | Path, lora_folder: str | Path | None = None) -> Path:
         """The trained policy as a pipeline folder load_pipeline reads: a LoRA fused into the UNet
         (its adapter alone under `lora_folder` when given), the diversity codes beside it; with
-        open_adapter the base UNet with both adapters and their router. Fusing or unloading ends
-        training: call it once, after the last step."""
+        open_adapter the base UNet with both adapters and their router; with ema_decay > 0 the
+        averaged weights. Fusing or unloading ends training: call it once, after the last step."""
         folder = Path(folder)
+        if self.average is not None:
+            with torch.no_grad():
+                for name, param in self._trainable_params().items():
+                    param.copy_(self.average[name])
         unet = self.accelerator.unwrap_model(self.unet)
         if self.config.open_adapter:  # two adapters cannot both be fused: saved beside the base UNet with their router
             from ml.diffusion.adapters import save_routed_adapters
@@ -683,6 +725,8 @@ class RLTrainer:
         if self.accelerator.is_main_process:
             folder.mkdir(parents=True, exist_ok=True)
             save_file(self.trainable_state(), str(folder / "trainable.safetensors"))
+            if self.average is not None:
+                save_file({name: t.detach().cpu().contiguous() for name, t in self.average.items()}, str(folder / "average.safetensors"))
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, folder / "optimizer.pt")
             state = {"iteration": self.iteration, "history": self.history, "config": self.config.model_dump(), "finetune": self.config.finetune}
             (folder / "trainer_state.json").write_text(json.dumps(state))
@@ -709,16 +753,18 @@ class RLTrainer:
         if state["finetune"] != self.config.finetune:
             raise ValueError(f"checkpoint {folder} was {state['finetune']} fine-tuning; this trainer is {self.config.finetune}")
         weights = load_file(str(folder / "trainable.safetensors"))
-        unet = self.accelerator.unwrap_model(self.unet)
-        expected = {name for name, p in unet.named_parameters() if p.requires_grad} | ({DIVERSITY_KEY} if self.diversity is not None else set())
-        if set(weights) != expected:
-            raise ValueError(f"checkpoint {folder} holds {len(weights)} tensors that do not match the {len(expected)} trainable ones")
+        params = self._trainable_params()
+        if set(weights) != set(params):
+            raise ValueError(f"checkpoint {folder} holds {len(weights)} tensors that do not match the {len(params)} trainable ones")
         with torch.no_grad():
-            params = dict(unet.named_parameters())
-            if self.diversity is not None:
-                params[DIVERSITY_KEY] = self.diversity.embedding
             for name, tensor in weights.items():
                 params[name].copy_(tensor)
+        if self.average is not None:  # a checkpoint written without an average starts one from its weights
+            saved = folder / "average.safetensors"
+            average = load_file(str(saved)) if saved.exists() else weights
+            if set(average) != set(params):
+                raise ValueError(f"checkpoint {folder}: its average holds {len(average)} tensors that do not match the {len(params)} trainable ones")
+            self.average = {name: average[name].to(params[name].device).clone() for name in params}
         optim = torch.load(folder / "optimizer.pt", weights_only=True)
         self.optimizer.load_state_dict(optim["optimizer"])
         self.scheduler.load_state_dict(optim["scheduler"])

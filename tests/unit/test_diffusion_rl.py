@@ -162,18 +162,19 @@ def test_the_adapters_start_follows_the_seed_not_the_global_generator(tokenizer_
     assert not any(torch.equal(first[k], other[k]) for k in first)
 
 
-@pytest.mark.parametrize("finetune", ["lora", "full"])
-def test_resume_continues_exactly_where_it_stopped(tokenizer_dir, tmp_path, finetune):
+@pytest.mark.parametrize(("finetune", "ema_decay"), [("lora", 0.0), ("full", 0.0), ("lora", 0.5)])
+def test_resume_continues_exactly_where_it_stopped(tokenizer_dir, tmp_path, finetune, ema_decay):
     def reward():  # each run its own: the parity memory is state the checkpoint must carry
         return MultiReward({"redness": (Redness(), 1.0), "color_parity": (make_reward("color_parity", memory=8), 0.5)})
     prompts, meta = ["a red dress", "a bag", "a coat"], [{}, {}, {}]
-    straight = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune))
+    straight = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune, ema_decay=ema_decay))
     straight.train()
-    first = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune, iterations=2), output_dir=tmp_path)
+    first = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune, iterations=2, ema_decay=ema_decay),
+                      output_dir=tmp_path)
     base = first.trainable_state()
     first.train()
     checkpoint = tmp_path / "checkpoints" / "iteration-000002"
-    resumed = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune))
+    resumed = RLTrainer(tiny_pipe(tokenizer_dir), reward(), prompts, meta, _rl_config(finetune=finetune, ema_decay=ema_decay))
     resumed.load_checkpoint(checkpoint)
     assert resumed.reward.state_dict() == first.reward.state_dict() != {"color_parity": {"recent": {}}}
     loaded = resumed.trainable_state()
@@ -183,6 +184,37 @@ def test_resume_continues_exactly_where_it_stopped(tokenizer_dir, tmp_path, fine
     resumed.train()
     assert resumed.iteration == 4 and [h["reward"] for h in resumed.history] == [h["reward"] for h in straight.history]
     assert all(torch.equal(resumed.trainable_state()[k], v) for k, v in straight.trainable_state().items())
+    if ema_decay:  # the average is state too: not restarted from the resumed weights
+        assert all(torch.equal(resumed.average[k], v) for k, v in straight.average.items())
+
+
+def test_the_averaged_weights_are_the_policy_evaluated_and_saved_while_training_goes_on_from_the_last_iterate(tokenizer_dir, tmp_path):
+    from ml.diffusion.pipeline import load_pipeline
+    from ml.diffusion.trainer import evaluate_rewards
+
+    trainer = RLTrainer(tiny_pipe(tokenizer_dir), MultiReward({"redness": (Redness(), 1.0)}), ["a red dress", "a bag"], [{}, {}],
+                        _rl_config(finetune="full", iterations=3, ema_decay=0.6))
+    expected = trainer.trainable_state()
+    iterates = []
+    trainer.train(callback=lambda t, record: iterates.append(t.trainable_state()))
+    for iterate in iterates:
+        expected = {k: 0.6 * v + 0.4 * iterate[k] for k, v in expected.items()}
+    last = iterates[-1]
+    assert all(torch.allclose(trainer.average[k], v, atol=1e-6) for k, v in expected.items())
+    assert any(not torch.allclose(expected[k], last[k], atol=1e-4) for k in last)  # the average is not the last iterate
+    with trainer.averaged():
+        assert all(torch.equal(v, trainer.average[k]) for k, v in trainer.trainable_state().items())
+    assert all(torch.equal(v, last[k]) for k, v in trainer.trainable_state().items())  # back to the last iterate to train on
+
+    prompts, sampling = ["a red dress", "a bag"], trainer.config.sampling
+    _, _, shipped = trainer.evaluate(prompts, [{}, {}], seed=5)
+    _, _, iterate_images = evaluate_rewards(trainer.pipe, trainer.reward, prompts, [{}, {}], sampling, 5, unet=trainer.unet)
+    with trainer.averaged():
+        _, _, averaged_images = evaluate_rewards(trainer.pipe, trainer.reward, prompts, [{}, {}], sampling, 5, unet=trainer.unet)
+    assert torch.equal(shipped, averaged_images) and not torch.equal(shipped, iterate_images)
+
+    saved = dict(load_pipeline(str(trainer.save_pipeline(tmp_path / "pipeline"))).unet.named_parameters())
+    assert all(torch.allclose(saved[k], v) for k, v in trainer.average.items())
 
 
 def test_resume_refuses_a_checkpoint_of_another_kind(tokenizer_dir, tmp_path):
