@@ -14,7 +14,6 @@ those categories or colours: which trained titles move a held-out prompt.
 import argparse
 import json
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -123,13 +122,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
     base_scores, base_parts, base_images = judged(base.unet)
     base_parity = parity_of(base.unet)
-    def measured(label: str, history: list[dict], seconds: float, policy: bool = True) -> dict:
-        """The recipe's figures: of the policy the trainer would save (`policy`: the average with
-        ema_decay > 0), else of the trainable weights as they are now."""
-        with trainer.averaged() if policy else nullcontext():
-            return measured_now(label, history, seconds)
-
-    def measured_now(label: str, history: list[dict], seconds: float) -> dict:
+    def measured(label: str, history: list[dict], seconds: float) -> dict:
+        """The recipe's figures with the trained tensors as they are now."""
         after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
         rl_scores, rl_parts, rl_images = judged(trainer.unet, trainer.diversity, routed=True)
@@ -156,13 +150,13 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
                "clipfrac": round(float(np.mean([h.get("clipfrac", 0) for h in history])), 3), "recipe": recipe,
                "left_out": sorted(prompts.loc[left_out[left_out].index, "prompt"])}
 
-    averaged = {decay: [p.detach().clone() for p in trainer.trainable] for decay in averages or []}
+    averaged = {decay: {name: p.detach().clone() for name, p in trainer.trainable_params().items()} for decay in averages or []}
 
     def average(trainer, record) -> None:
         with torch.no_grad():
             for decay, copies in averaged.items():
-                for copy, param in zip(copies, trainer.trainable):
-                    copy.lerp_(param.detach(), 1 - decay)
+                for name, param in trainer.trainable_params().items():
+                    copies[name].lerp_(param.detach(), 1 - decay)
 
     seconds = 0.0
     for stop in stops:
@@ -175,16 +169,12 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
 
             save_dir.mkdir(parents=True, exist_ok=True)
             save_file(trainer.trainable_state(), str(save_dir / f"{name}-{trainer.iteration}.safetensors"))
-        yield measured(name, history, seconds)
+        with trainer.averaged():  # the policy the trainer would save (the average with ema_decay > 0)
+            figures = [measured(name, history, seconds)]
         for decay, copies in averaged.items():
-            with torch.no_grad():
-                trained = [p.detach().clone() for p in trainer.trainable]
-                for param, copy in zip(trainer.trainable, copies):
-                    param.copy_(copy)
-            yield measured(f"{name}-ema{decay:g}", history, seconds, policy=False)
-            with torch.no_grad():
-                for param, value in zip(trainer.trainable, trained):
-                    param.copy_(value)
+            with trainer.holding(copies):
+                figures.append(measured(f"{name}-ema{decay:g}", history, seconds))
+        yield from figures
     if save_dir:  # the final policy as a pipeline too (fusing ends training), for benchmarks that load one (colour_lean)
         trainer.save_pipeline(save_dir / f"{name}-{trainer.iteration}-pipeline")
 

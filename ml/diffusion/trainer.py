@@ -277,9 +277,9 @@ class RLTrainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         self.unet, self.optimizer, self.scheduler = self.accelerator.prepare(unet, optimizer, scheduler)
         # every process holds the same weights after each step, so the same average
-        self.average = {name: p.detach().clone() for name, p in self._trainable_params().items()} if config.ema_decay > 0 else None
+        self.average = {name: p.detach().clone() for name, p in self.trainable_params().items()} if config.ema_decay > 0 else None
 
-    def _trainable_params(self) -> dict[str, torch.nn.Parameter]:
+    def trainable_params(self) -> dict[str, torch.nn.Parameter]:
         """The trained tensors by name: the UNet's (LoRA or all) and the diversity codes."""
         unet = self.accelerator.unwrap_model(self.unet)
         params = {name: p for name, p in unet.named_parameters() if p.requires_grad}
@@ -289,32 +289,37 @@ class RLTrainer:
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trained weights as they are now (the last iterate, not the average)."""
-        return {name: p.detach().cpu().clone() for name, p in self._trainable_params().items()}
+        return {name: p.detach().cpu().clone() for name, p in self.trainable_params().items()}
 
     @torch.no_grad()
     def _update_average(self) -> None:
         if self.average is not None:
-            for name, param in self._trainable_params().items():
+            for name, param in self.trainable_params().items():
                 self.average[name].lerp_(param.detach(), 1 - self.config.ema_decay)
 
     @contextmanager
-    def averaged(self):
-        """Inside, the model holds the averaged weights (ema_decay > 0; else nothing changes): the
-        policy that is evaluated and saved. Training goes on from the last iterate afterwards."""
-        if self.average is None:
+    def holding(self, weights: dict[str, torch.Tensor] | None):
+        """Inside, the trained tensors hold `weights` (by name, as trainable_params; None: left as
+        they are); afterwards they are back to what they were."""
+        if weights is None:
             yield
             return
-        params = self._trainable_params()
+        params = self.trainable_params()
         with torch.no_grad():
             trained = {name: p.detach().clone() for name, p in params.items()}
             for name, param in params.items():
-                param.copy_(self.average[name])
+                param.copy_(weights[name])
         try:
             yield
         finally:
             with torch.no_grad():
                 for name, param in params.items():
                     param.copy_(trained[name])
+
+    def averaged(self):
+        """Inside, the model holds the averaged weights (ema_decay > 0; else nothing changes): the
+        policy that is evaluated and saved. Training goes on from the last iterate afterwards."""
+        return self.holding(self.average)
 
     def adapter_names(self, metadata: list[dict]) -> list[str] | None:
         """Each prompt's adapter with open_adapter (the open one where a parity reward applies), else
@@ -695,7 +700,7 @@ class RLTrainer:
         folder = Path(folder)
         if self.average is not None:
             with torch.no_grad():
-                for name, param in self._trainable_params().items():
+                for name, param in self.trainable_params().items():
                     param.copy_(self.average[name])
         unet = self.accelerator.unwrap_model(self.unet)
         if self.config.open_adapter:  # two adapters cannot both be fused: saved beside the base UNet with their router
@@ -753,7 +758,7 @@ class RLTrainer:
         if state["finetune"] != self.config.finetune:
             raise ValueError(f"checkpoint {folder} was {state['finetune']} fine-tuning; this trainer is {self.config.finetune}")
         weights = load_file(str(folder / "trainable.safetensors"))
-        params = self._trainable_params()
+        params = self.trainable_params()
         if set(weights) != set(params):
             raise ValueError(f"checkpoint {folder} holds {len(weights)} tensors that do not match the {len(params)} trainable ones")
         with torch.no_grad():
