@@ -124,7 +124,7 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     base_parity = parity_of(base.unet)
     def measured(label: str, history: list[dict], seconds: float) -> dict:
         """The recipe's figures with the trained tensors as they are now."""
-        after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234)
+        after, after_parts, _ = trainer.evaluate(eval_prompts, eval_meta, 1234, averaged=False)
         gain_ci = bootstrap_gain(before, after, eval_prompts)
         rl_scores, rl_parts, rl_images = judged(trainer.unet, trainer.diversity, routed=True)
         preference, per_prompt = win_rate_report(rows, rl_scores, base_scores, parts={k: (rl_parts[k], base_parts[k]) for k in rl_parts})
@@ -153,10 +153,8 @@ def run_recipe(home: Path, recipe: dict, iterations: int, eval_seeds: int, bias_
     averaged = {decay: {name: p.detach().clone() for name, p in trainer.trainable_params().items()} for decay in averages or []}
 
     def average(trainer, record) -> None:
-        with torch.no_grad():
-            for decay, copies in averaged.items():
-                for name, param in trainer.trainable_params().items():
-                    copies[name].lerp_(param.detach(), 1 - decay)
+        for decay, copies in averaged.items():
+            trainer.update_average(copies, decay)
 
     seconds = 0.0
     for stop in stops:

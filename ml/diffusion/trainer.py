@@ -292,10 +292,17 @@ class RLTrainer:
         return {name: p.detach().cpu().clone() for name, p in self.trainable_params().items()}
 
     @torch.no_grad()
-    def _update_average(self) -> None:
-        if self.average is not None:
-            for name, param in self.trainable_params().items():
-                self.average[name].lerp_(param.detach(), 1 - self.config.ema_decay)
+    def update_average(self, average: dict[str, torch.Tensor], decay: float) -> None:
+        """One step of a moving average of the trained tensors, in place (the trainer's own with
+        ema_decay > 0; a benchmark may keep others)."""
+        for name, param in self.trainable_params().items():
+            average[name].lerp_(param.detach(), 1 - decay)
+
+    @torch.no_grad()
+    def _assign(self, weights: dict[str, torch.Tensor]) -> None:
+        """Copy `weights` (by name, as trainable_params) into the trained tensors."""
+        for name, param in self.trainable_params().items():
+            param.copy_(weights[name])
 
     @contextmanager
     def holding(self, weights: dict[str, torch.Tensor] | None):
@@ -304,17 +311,12 @@ class RLTrainer:
         if weights is None:
             yield
             return
-        params = self.trainable_params()
-        with torch.no_grad():
-            trained = {name: p.detach().clone() for name, p in params.items()}
-            for name, param in params.items():
-                param.copy_(weights[name])
+        trained = {name: p.detach().clone() for name, p in self.trainable_params().items()}
+        self._assign(weights)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, param in params.items():
-                    param.copy_(trained[name])
+            self._assign(trained)
 
     def averaged(self):
         """Inside, the model holds the averaged weights (ema_decay > 0; else nothing changes): the
@@ -649,7 +651,8 @@ class RLTrainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     updates += 1
-        self._update_average()
+        if self.average is not None:
+            self.update_average(self.average, self.config.ema_decay)
         self.iteration += 1
         done = time.perf_counter()
         record = {"iteration": self.iteration, "reward": float(total.mean()), "reward_std": float(total.std()),
@@ -685,10 +688,11 @@ class RLTrainer:
     # -- evaluation ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, prompts: list[str], metadata: list[dict], seed: int = 1234, batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
+    def evaluate(self, prompts: list[str], metadata: list[dict], seed: int = 1234, batch_size: int = 64,
+                 averaged: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
         """Rewards of fresh samples with a fixed seed: the same noise for the same prompts every time;
-        the averaged policy's with ema_decay > 0."""
-        with self.averaged():
+        the averaged policy's with ema_decay > 0 (`averaged` False: the weights the model holds now)."""
+        with self.averaged() if averaged else nullcontext():
             return evaluate_rewards(self.pipe, self.reward, prompts, metadata, self.config.sampling, seed, batch_size, unet=self.unet,
                                     diversity=self.diversity, adapter_names=self.adapter_names(metadata))
 
@@ -699,9 +703,7 @@ class RLTrainer:
         averaged weights. Fusing or unloading ends training: call it once, after the last step."""
         folder = Path(folder)
         if self.average is not None:
-            with torch.no_grad():
-                for name, param in self.trainable_params().items():
-                    param.copy_(self.average[name])
+            self._assign(self.average)
         unet = self.accelerator.unwrap_model(self.unet)
         if self.config.open_adapter:  # two adapters cannot both be fused: saved beside the base UNet with their router
             from ml.diffusion.adapters import save_routed_adapters
@@ -761,9 +763,7 @@ class RLTrainer:
         params = self.trainable_params()
         if set(weights) != set(params):
             raise ValueError(f"checkpoint {folder} holds {len(weights)} tensors that do not match the {len(params)} trainable ones")
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                params[name].copy_(tensor)
+        self._assign(weights)
         if self.average is not None:  # a checkpoint written without an average starts one from its weights
             saved = folder / "average.safetensors"
             average = load_file(str(saved)) if saved.exists() else weights
