@@ -347,6 +347,8 @@ class GenerationResource(ConfigurableResource):
     # 3a165e0 state, 300 iterations, seed 0: 2 / 4 won 0.764 / 0.747 (default 0.764), parity -67% both, colour reads 0.948 / 0.965
     # (0.948): the policy gradient is not where the titles lose their colour
     fidelity_color_weight: float = 1.0
+    fidelity_shifts: int = 1  # ml.rewards.demo.PromptFidelity: the fidelity reward averaged over this many one-pixel moves of each image
+    fidelity_temperature: float = 1.0  # ml.rewards.demo.PromptFidelity: the zero-shot softmaxes' temperature against the encoder's own
     # see advantage_scale. 3 with the kl objective (its rewards run -1 .. +4 where l2's run -0.3 .. +0.1); 1: parity -52% / -41%
     # (seeds 0 / 1) against 3's -54% / -49%. With l2 on the cross-referenced demo state (seeds 0 / 1, 5 CPU minutes): 4 cut parity
     # 27% / 27%, win-rate 0.49 / 0.39; 8 cut it 40% / 34%, win-rate 0.42 / 0.48; 16 (seed 0) 35%, 0.49
@@ -377,7 +379,9 @@ class GenerationResource(ConfigurableResource):
     def rewards_description(self) -> str:
         """What RL optimises, in one line (the MLflow run's `rewards` param). How it is trained
         (open_adapter, finetune, ...) is in the run's other params."""
-        terms = [f"prompt_fidelity ({self.fidelity_mode}) x{self.fidelity_weight}",
+        fidelity = [self.fidelity_mode] + ([f"temperature {self.fidelity_temperature:g}"] if self.fidelity_temperature != 1 else []) \
+            + ([f"mean over {self.fidelity_shifts} one-pixel moves"] if self.fidelity_shifts > 1 else [])
+        terms = [f"prompt_fidelity ({', '.join(fidelity)}) x{self.fidelity_weight}",
                  f"color_parity x{self.parity_weight} ({self.parity_objective}, memory {self.parity_memory})"]
         if self.pathwise_parity_weight:
             terms.append(f"pathwise parity x{self.pathwise_parity_weight} (temperature {self.pathwise_temperature})")
@@ -402,7 +406,8 @@ class GenerationResource(ConfigurableResource):
                 "parity_temperature": self.parity_temperature, "parity_memory": self.parity_memory, "parity_objective": self.parity_objective,
                 "pathwise_temperature": self.pathwise_temperature, "pathwise_fidelity_color": self.pathwise_fidelity_color,
                 "pathwise_fidelity_hue": self.pathwise_fidelity_hue, "pathwise_fidelity_ink": self.pathwise_fidelity_ink,
-                "pathwise_fidelity_chroma": self.pathwise_fidelity_chroma, "fidelity_color_weight": self.fidelity_color_weight}
+                "pathwise_fidelity_chroma": self.pathwise_fidelity_chroma, "fidelity_color_weight": self.fidelity_color_weight,
+                "fidelity_shifts": self.fidelity_shifts, "fidelity_temperature": self.fidelity_temperature}
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

@@ -334,6 +334,12 @@ def test_zero_shot_fidelity_is_a_probability_over_the_vocabulary(tmp_path):
     named_heavy = heavy(image[:2], ["a red bag", "a blue bag"], named_meta)
     assert named_heavy - per_category[0] == pytest.approx(3 * (named - per_category[0]), abs=1e-5)
     assert heavy(image, [f"a {c}" for c in categories], meta) == pytest.approx(per_category, abs=1e-6)
+    # temperature 2: the same logits halved, so the probabilities are softmax(log p / 2), flatter but in the same order
+    warm = make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, temperature=2.0)
+    flattened = torch.softmax(torch.log(torch.as_tensor(per_category)) / 2, dim=0).numpy()
+    assert warm(image, [f"a {c}" for c in categories], meta) == pytest.approx(flattened, abs=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, temperature=0.0)
     with pytest.raises(ValueError, match="color_weight"):
         make_reward("prompt_fidelity", model=str(folder), categories=categories, colors=colors, color_weight=-1.0)
     with pytest.raises(ValueError, match="not in the reward's vocabulary"):
@@ -381,6 +387,31 @@ def test_fidelity_gradient_with_chroma_held_only_changes_lightness(tmp_path):
     runs = _pathwise_gradients(tmp_path, "pathwise_chroma", "a bag", {"names_color": False, "category": "bag"}, ["red"])
     spread = {chroma: float((grad - grad.mean(1, keepdim=True)).abs().max() / grad.abs().max()) for chroma, (_, _, grad) in runs.items()}
     assert spread[False] < 1e-5 and spread[True] > 0.01
+
+
+def test_fidelity_with_shifts_is_the_mean_over_moved_copies_in_value_and_gradient(tmp_path):
+    """shifts=k: the reward and the pathwise loss are the means of the unshifted reward over the
+    first k SHIFTS of each image (edges white), so a score no one-pixel move keeps is averaged away."""
+    from ml.embedding.factory import create_dual_encoder, save_dual_encoder
+    from ml.rewards.demo import SHIFTS, shift_images
+
+    folder = save_dual_encoder(create_dual_encoder("shopwindow-tiny-32"), tmp_path / "encoder")
+    settings = {"model": str(folder), "categories": ["bag", "dress", "coat"], "colors": ["red", "blue"]}
+    plain, shifted = make_reward("prompt_fidelity", **settings), make_reward("prompt_fidelity", shifts=5, **settings)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    prompts = ["a red bag", "a dress", "a blue coat"]
+    meta = [{"names_color": True, "category": "bag", "color": "red"}, {"names_color": False, "category": "dress"},
+            {"names_color": True, "category": "coat", "color": "blue"}]
+    moved = [plain(shift_images(images, dx, dy), prompts, meta) for dx, dy in SHIFTS[:5]]
+    assert shifted(images, prompts, meta) == pytest.approx(np.mean(moved, axis=0), abs=1e-4)
+    assert np.abs(moved[1] - moved[0]).max() > 1e-5  # a one-pixel move changes the reward: the mean is not the image's own
+    pixels = images.clone().requires_grad_(True)
+    shifted.reward_loss(pixels, prompts, meta).backward()
+    expected = images.clone().requires_grad_(True)
+    (sum(plain.reward_loss(shift_images(expected, dx, dy), prompts, meta) for dx, dy in SHIFTS[:5]) / 5).backward()
+    assert torch.allclose(pixels.grad, expected.grad, atol=1e-6) and pixels.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="shifts"):
+        make_reward("prompt_fidelity", shifts=0, **settings)
 
 
 def test_soft_color_parity_matches_hard_when_sharp_and_still_signals_when_all_read_alike():
