@@ -66,6 +66,8 @@ _GENERATION = {
                    "lr": 1e-3,
                    # the last iterate, as DDPO: the averaged policy was measured on the tiny generator only
                    "ema_decay": 0.0,
+                   # the encoder's own zero-shot temperature: the warmer reward was measured on the demo's encoder and generator only
+                   "fidelity_temperature": 1.0,
                    # one trained step per UNet call, as DDPO: five steps of a minibatch of SD activations at once is untested on a GPU
                    "fused_timesteps": 1,
                    # no diversity codes: the paper's model read its choice from its noise; codes on SD are untested (no GPU here)

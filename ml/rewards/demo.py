@@ -20,33 +20,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-# the moves `shifts` averages over, (dx, dy) in pixels: the image itself first, then one-pixel moves
-SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
-
-
-def shift_images(images, dx: int, dy: int):
-    """torch B x C x H x W in [0, 1] moved dx right and dy down, the uncovered edge white (the
-    catalog's background)."""
-    import torch
-
-    if dx == dy == 0:
-        return images
-    pad = max(abs(dx), abs(dy))
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad), value=1.0)
-    height, width = images.shape[-2:]
-    return padded[..., pad - dy:pad - dy + height, pad - dx:pad - dx + width]
-
-
-def shift_uint8(pixels: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """The same move for uint8 B x H x W x 3 pixels."""
-    if dx == dy == 0:
-        return pixels
-    pad = max(abs(dx), abs(dy))
-    padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=255)
-    height, width = pixels.shape[1:3]
-    return padded[:, pad - dy:pad - dy + height, pad - dx:pad - dx + width]
-
-
 @register_reward("prompt_fidelity")
 class PromptFidelity:
     name = "prompt_fidelity"
@@ -54,7 +27,7 @@ class PromptFidelity:
     def __init__(self, model: str, scale: float = 1.0, mode: Literal["zero_shot", "cosine"] = "zero_shot",
                  categories: list[str] | None = None, colors: list[str] | None = None, pathwise_color: bool = True,
                  pathwise_hue: bool = True, pathwise_ink: bool = True, pathwise_chroma: bool = True,
-                 color_weight: float = 1.0, shifts: int = 1, temperature: float = 1.0):
+                 color_weight: float = 1.0, temperature: float = 1.0):
         """`pathwise_color`: whether `reward_loss` (the RL trainer's pathwise term) includes the
         prompted colour's probability; without it only the category's gradient is followed.
         `pathwise_hue`: whether that gradient may change a pixel's hue; without it, only how much ink
@@ -62,11 +35,7 @@ class PromptFidelity:
         image carries in all; without it, only where the ink is. `pathwise_chroma`: whether it may
         change a pixel's chroma (its offset from grey); without it, only its lightness.
         `color_weight`: the prompted colour's probability counts this many times against the
-        category's one. `shifts`: the reward (its value and its pathwise gradient) is the mean over
-        this many copies of each image moved by at most a pixel or two (SHIFTS; the first is the
-        image itself): what a one-pixel move changes is what the encoder reads from pixels no
-        viewer would see, and a gradient that survives the moves is more likely one the
-        independent judge shares. `temperature`: the zero-shot softmaxes' temperature against the
+        category's one. `temperature`: the zero-shot softmaxes' temperature against the
         encoder's own (its logit scale is divided by it): above 1 a prompt the encoder already reads
         at 0.97 still has room, and a gradient, to move; at 1 it is saturated and RL's side effects
         move it unopposed."""
@@ -76,8 +45,6 @@ class PromptFidelity:
             raise ValueError(f"prompt_fidelity mode={mode!r}: use 'zero_shot' or 'cosine'")
         if temperature <= 0:
             raise ValueError(f"prompt_fidelity temperature={temperature}: it must be > 0")
-        if not 1 <= shifts <= len(SHIFTS):
-            raise ValueError(f"prompt_fidelity shifts={shifts}: use 1 (the image alone) to {len(SHIFTS)}")
         if color_weight < 0:
             raise ValueError(f"prompt_fidelity color_weight={color_weight}: a weight of the prompted colour must be >= 0")
         if mode == "zero_shot" and not categories:
@@ -89,7 +56,6 @@ class PromptFidelity:
         self.categories, self.colors = list(categories or []), list(colors or [])
         self.pathwise_color, self.pathwise_hue, self.pathwise_ink, self.pathwise_chroma = pathwise_color, pathwise_hue, pathwise_ink, pathwise_chroma
         self.color_weight = color_weight
-        self.shifts = SHIFTS[:shifts]
         self.logit_scale = (float(self.encoder.model.logit_scale.exp().detach()) if hasattr(self.encoder.model, "logit_scale") else 1.0) / temperature
         self._texts: dict[str, np.ndarray] = {}
 
@@ -102,13 +68,9 @@ class PromptFidelity:
     def __call__(self, images, prompts: list[str], metadata: list[dict]) -> np.ndarray:
         import torch
 
-        pixels = images_to_uint8(images)
-        scores = []
-        for dx, dy in self.shifts:
-            image = torch.from_numpy(self.encoder.encode_images(shift_uint8(pixels, dx, dy)))
-            with torch.no_grad():
-                scores.append(self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata))
-        return torch.stack(scores).mean(0).numpy().astype(np.float64)
+        image = torch.from_numpy(self.encoder.encode_images(images_to_uint8(images)))
+        with torch.no_grad():
+            return self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).numpy().astype(np.float64)
 
     def reward_loss(self, images, prompts: list[str], metadata: list[dict]):
         """Minus the mean reward of torch images B x 3 x H x W in [0, 1], differentiable in the
@@ -144,13 +106,10 @@ class PromptFidelity:
             images = lightness + (images - lightness).detach()
         device = images.device  # the encoder stays where it was loaded (CPU); the gradient crosses back
         images = images.to(next(self.encoder.model.parameters()).device)
+        image = self.encoder.model.encode_image(self.preprocess.normalise(images), normalize=True)
         if not self.pathwise_color:
             metadata = [{**m, "names_color": False} for m in metadata]
-        scores = []
-        for dx, dy in self.shifts:
-            image = self.encoder.model.encode_image(self.preprocess.normalise(shift_images(images, dx, dy)), normalize=True)
-            scores.append(self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata))
-        return -torch.stack(scores).mean().to(device)
+        return -self._scores(torch.nn.functional.normalize(image, dim=-1), prompts, metadata).mean().to(device)
 
     def _scores(self, image, prompts: list[str], metadata: list[dict]):
         """The reward of unit image embeddings (torch N x D), differentiable in them."""
@@ -177,8 +136,7 @@ class PromptFidelity:
 def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fidelity_mode: str, parity_weight: float,
                      parity_temperature: float, parity_memory: int, parity_objective: str, pathwise_temperature: float = 500.0,
                      pathwise_fidelity_color: bool = True, pathwise_fidelity_hue: bool = True, pathwise_fidelity_ink: bool = True,
-                     pathwise_fidelity_chroma: bool = True, fidelity_color_weight: float = 1.0, fidelity_shifts: int = 1,
-                     fidelity_temperature: float = 1.0) -> dict:
+                     pathwise_fidelity_chroma: bool = True, fidelity_color_weight: float = 1.0, fidelity_temperature: float = 1.0) -> dict:
     """The demo's rewards (a make_multi_reward spec) for an rl_prompts table: fidelity over its
     category and colour vocabulary, and colour parity. One definition for the rl_generator asset
     and the RL benchmarks, which run where Dagster is not installed; the settings' defaults live
@@ -187,7 +145,6 @@ def demo_reward_spec(dual_encoder: str, prompts, *, fidelity_weight: float, fide
                                 "categories": sorted(prompts["category"].dropna().unique()), "colors": sorted(prompts["color"].dropna().unique()),
                                 "pathwise_color": pathwise_fidelity_color, "pathwise_hue": pathwise_fidelity_hue,
                                 "pathwise_ink": pathwise_fidelity_ink, "pathwise_chroma": pathwise_fidelity_chroma,
-                                "color_weight": fidelity_color_weight, "shifts": fidelity_shifts,
-                                "temperature": fidelity_temperature},
+                                "color_weight": fidelity_color_weight, "temperature": fidelity_temperature},
             "color_parity": {"weight": parity_weight, "temperature": parity_temperature, "memory": parity_memory,
                              "objective": parity_objective, "pathwise_temperature": pathwise_temperature}}
