@@ -350,7 +350,8 @@ class GenerationResource(ConfigurableResource):
     # ml.rewards.demo.PromptFidelity: the zero-shot softmaxes' temperature against the dual encoder's own. At 1 the encoder read the
     # base's bags at 0.96-0.99 (the judge 0.53-0.85): no room to move, so RL's side effects lowered them unopposed. rl_recipes, 200
     # iterations, seed 0, on two demo states (e9229cc demos 3 / 1): 1 / 2 / 3 / 5 won 0.785 / 0.806 / 0.826 / 0.833 and 0.743 / - /
-    # 0.795 / 0.792, parity -74% / -75% throughout. README, "A warmer fidelity reward"
+    # 0.795 / 0.792, parity -74% / -75% throughout. Three fresh demos at 3: 0.955 / 0.8125 / 0.792, two champion (at 1, the three
+    # before: 0.747 / 0.799 / 0.736). README, "A warmer fidelity reward"
     fidelity_temperature: float = 3.0
     # see advantage_scale. 3 with the kl objective (its rewards run -1 .. +4 where l2's run -0.3 .. +0.1); 1: parity -52% / -41%
     # (seeds 0 / 1) against 3's -54% / -49%. With l2 on the cross-referenced demo state (seeds 0 / 1, 5 CPU minutes): 4 cut parity
