@@ -74,7 +74,8 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
         pipe = build_tiny_pipeline(TinyPipelineConfig(), folder.parent / "clip_tokenizer", seed=generation.seed)
         train_config = BaseTrainConfig(base_minutes=generation.base_minutes, unet_steps=generation.unet_steps, vae_color_target=generation.vae_color_target,
                                        vae_min_color_kept=generation.vae_min_color_kept, vae_min_category_kept=generation.vae_min_category_kept,
-                                       vae_min_steps=generation.vae_min_steps, unet_cell_balance=generation.unet_cell_balance, seed=generation.seed)
+                                       vae_min_steps=generation.vae_min_steps, unet_cell_balance=generation.unet_cell_balance, unet_bf16=generation.unet_bf16,
+                                       seed=generation.seed)
         coloured, captions, short_captions = base_captions(items)
         trained, history = train_base(pipe, pixels[coloured], captions, short_captions,
                                       train_config, reader.read, categories=items.loc[coloured, "category"].to_numpy(dtype=object))
@@ -105,7 +106,7 @@ def base_generator(context: AssetExecutionContext, catalog_items: AssetManifest,
                                                                      "dagster_run_id": context.run_id}) as run:
         run.log_params({"generator": generation.generator, "base_minutes": generation.base_minutes, "unet_steps": generation.unet_steps, "vae_color_target": generation.vae_color_target,
                         "vae_min_color_kept": generation.vae_min_color_kept, "vae_min_category_kept": generation.vae_min_category_kept,
-                        "vae_min_steps": generation.vae_min_steps, "unet_cell_balance": generation.unet_cell_balance, **({"vae_stopped": figures["vae_stopped"]} if "vae_stopped" in figures else {})})
+                        "vae_min_steps": generation.vae_min_steps, "unet_cell_balance": generation.unet_cell_balance, "unet_bf16": generation.unet_bf16, **({"vae_stopped": figures["vae_stopped"]} if "vae_stopped" in figures else {})})
         for h in history:
             run.log_metrics({"unet_loss": h["loss"], "lr": h["lr"]}, step=h["step"])
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})

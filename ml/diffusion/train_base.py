@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -73,6 +74,9 @@ class BaseTrainConfig(BaseModel):
     unet_steps: int = 2000
     unet_batch_size: int = 128
     unet_lr: float = 1e-3
+    # The UNet's and text encoder's forward (and so backward) under bf16 autocast where the hardware has bf16 kernels
+    # (bf16_supported); weights, optimiser, EMA and the loss stay fp32. Off here; the demo's GenerationResource turns it on
+    unet_bf16: bool = False
     warmup_steps: int = 100
     caption_dropout: float = 0.1
     colorless_captions: float = 0.2  # share of captions without their colour ("a dress"); see train_unet
@@ -215,10 +219,34 @@ def caption_draw_weights(captions: list[str], balance: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTrainConfig, short_captions: list[str] | None = None,
-               minutes: float | None = None) -> list[dict]:
+def bf16_supported(device_type: str) -> bool:
+    """Where bf16 autocast computes in bf16: CUDA, or a CPU whose oneDNN has bf16 kernels (AVX-512 and up); elsewhere
+    train_unet stays in fp32."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _batch_plan(rng: np.random.Generator, n: int, config: BaseTrainConfig, draw: np.ndarray | None, shorten: bool):
+    """Each step's (image rows, rows captioned without their colour, rows with the empty caption)."""
+    while True:
+        rows = rng.choice(n, config.unet_batch_size, replace=False, p=draw)
+        short = rng.random(len(rows)) < config.colorless_captions if shorten else None
+        yield rows, short, rng.random(len(rows)) < config.caption_dropout
+
+
+def train_unet(pipe, latents: torch.Tensor | Callable[[np.ndarray], torch.Tensor], captions: list[str], config: BaseTrainConfig,
+               short_captions: list[str] | None = None, minutes: float | None = None) -> list[dict]:
     """Epsilon-prediction training of the UNet and text encoder for `minutes` (default: the whole
     base budget); the UNet ends as its EMA.
+    `latents`: every image's (aligned with `captions`), or a function from image rows to theirs, called once, before the
+    clock starts, with the rows that `unet_steps` steps would draw: with the cell-balanced draw, 800 steps of 128 draw 70%
+    of the demo's images, and encoding them all took longer than 100 UNet steps.
     `short_captions` (aligned with `captions`, e.g. "a dress" for "a red dress") replace a
     `colorless_captions` share of them, as real captions often leave attributes out: trained
     only on coloured captions, the demo's generator drew 90% grey for "a dress" (parity distance
@@ -250,26 +278,41 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], config: BaseTra
     ema = copy.deepcopy(unet).requires_grad_(False)
     unet.train()
     text.train()
-    history, start, step = [], time.perf_counter(), 0
+    history, step = [], 0
 
     def record(loss: torch.Tensor) -> None:
-        history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})
+        history.append({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1),
+                        "bf16": bf16})
 
     generator = torch.Generator().manual_seed(config.seed)
     draw = caption_draw_weights(captions, config.unet_cell_balance) if config.unet_cell_balance else None
+    plan = _batch_plan(rng, len(captions), config, draw, short_tokens is not None)
+    if callable(latents):  # the same draws, planned ahead: only the images they reach are encoded
+        plan = [next(plan) for _ in range(config.unet_steps)]
+        drawn = np.unique(np.concatenate([rows for rows, _, _ in plan])) if plan else np.zeros(0, np.int64)
+        table, position = latents(drawn) if len(drawn) else None, np.zeros(len(captions), np.int64)
+        position[drawn] = np.arange(len(drawn))
+        plan = iter([(rows, short, drop, position[rows]) for rows, short, drop in plan])
+    else:
+        table = latents
+        plan = ((rows, short, drop, rows) for rows, short, drop in plan)
+    bf16 = config.unet_bf16 and bf16_supported(unet.device.type)
+    start = time.perf_counter()  # the budget's clock, once the latents are there
     with tqdm(total=config.unet_steps, desc="train generator", mininterval=2) as bar:
         while step < config.unet_steps and time.perf_counter() - start < 60 * minutes:
-            rows = torch.as_tensor(rng.choice(len(latents), config.unet_batch_size, replace=False, p=draw))
+            rows, short, drop, latent_rows = next(plan)
+            rows = torch.as_tensor(rows)
             ids = tokens[rows].clone()
-            if short_tokens is not None:
-                shorten = torch.as_tensor(rng.random(len(rows)) < config.colorless_captions)
+            if short is not None:
+                shorten = torch.as_tensor(short)
                 ids[shorten] = short_tokens[rows][shorten]
-            ids[torch.as_tensor(rng.random(len(rows)) < config.caption_dropout)] = empty[0]
-            x0 = latents[rows]
+            ids[torch.as_tensor(drop)] = empty[0]
+            x0 = table[torch.as_tensor(latent_rows)]
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
-            pred = unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=text(ids)[0]).sample
-            loss = torch.nn.functional.mse_loss(pred, noise)
+            with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=bf16):
+                pred = unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=text(ids)[0]).sample
+            loss = torch.nn.functional.mse_loss(pred.float(), noise)
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -299,12 +342,18 @@ def train_base(pipe, pixels: np.ndarray, captions: list[str], short_captions: li
     """Autoencoder, then UNet and text encoder for the rest of `base_minutes`: a slow machine
     spends longer on colour and less on the UNet, instead of getting an autoencoder that loses it."""
     figures = train_vae(pipe.vae, pixels, config, read_color, categories)
-    latents = encode_latents(pipe.vae, pixels)
     minutes = max(config.base_minutes - figures["vae_seconds"] / 60, config.base_minutes * (1 - config.vae_max_share))
-    started = time.perf_counter()
+    encoded = {}
+
+    def latents(rows: np.ndarray) -> torch.Tensor:
+        started = time.perf_counter()
+        out = encode_latents(pipe.vae, pixels[rows])
+        encoded.update(latent_images=len(rows), latent_seconds=round(time.perf_counter() - started, 1))
+        return out
+
     history = train_unet(pipe, latents, captions, config, short_captions=short_captions, minutes=minutes)
     # unet_minutes: the UNet's time budget; unet_seconds: what its unet_steps took (less when the step budget ends it first)
-    figures.update({"unet_minutes": round(minutes, 3), "unet_seconds": round(time.perf_counter() - started, 1),
-                    "unet_steps": history[-1]["step"] if history else 0,
+    figures.update({"unet_minutes": round(minutes, 3), "unet_seconds": history[-1]["seconds"] if history else 0.0, **encoded,
+                    "unet_steps": history[-1]["step"] if history else 0, "unet_precision": "bf16" if history and history[-1]["bf16"] else "fp32",
                     "unet_loss": history[-1]["loss"] if history else None, "training_images": len(pixels)})
     return figures, history

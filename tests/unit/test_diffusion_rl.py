@@ -520,6 +520,47 @@ def test_cell_balanced_base_training_draws_a_rare_caption_as_often_as_a_common_o
     assert shares[0] > 0.25 > 0.2 > shares[1]
 
 
+def test_a_unet_given_an_encoder_encodes_only_the_images_its_steps_draw_and_trains_the_same(tokenizer_dir):
+    """The base plans its draws ahead and encodes only the images they reach (70% of the demo's at
+    800 steps); planning ahead must not change a single draw."""
+    from ml.diffusion.train_base import BaseTrainConfig, train_unet
+
+    latents = torch.randn(40, 4, 8, 8)
+    captions, short = ["a red dress", "a blue bag"] * 20, ["a dress", "a bag"] * 20
+    config = BaseTrainConfig(unet_steps=5, unet_batch_size=4, warmup_steps=1, unet_cell_balance=1.0)
+    asked: list[np.ndarray] = []
+
+    def encode(rows: np.ndarray) -> torch.Tensor:
+        asked.append(rows)
+        return latents[torch.as_tensor(rows)]
+
+    trained = []
+    for given in (latents, encode):
+        pipe = tiny_pipe(tokenizer_dir)
+        history = train_unet(pipe, given, captions, config, short_captions=short)
+        trained.append((pipe.unet.state_dict(), history[-1]["loss"]))
+    assert len(asked) == 1 and len(asked[0]) <= 20 and len(np.unique(asked[0])) == len(asked[0])  # once, 5 x 4 draws at most
+    assert trained[0][1] == trained[1][1]
+    assert all(torch.equal(trained[0][0][k], trained[1][0][k]) for k in trained[0][0])
+
+
+def test_bf16_base_training_runs_the_same_steps_at_lower_precision_on_fp32_weights(tokenizer_dir):
+    from ml.diffusion.train_base import BaseTrainConfig, bf16_supported, train_unet
+
+    if not bf16_supported("cpu"):
+        pytest.skip("this CPU has no bf16 kernels: train_unet stays in fp32 (unet_precision says so)")
+
+    losses = []
+    for bf16 in (False, True):
+        pipe = tiny_pipe(tokenizer_dir)
+        config = BaseTrainConfig(unet_steps=10, unet_batch_size=8, warmup_steps=1, unet_bf16=bf16)
+        history = train_unet(pipe, torch.randn(16, 4, 8, 8, generator=torch.Generator().manual_seed(0)), ["a red dress"] * 16, config)
+        losses.append(history[-1]["loss"])
+        assert history[-1]["bf16"] is bf16
+        assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in pipe.unet.parameters())
+    assert 0 < abs(losses[1] - losses[0]) < 0.05 * losses[0]  # rounded differently, the same computation
+
+
 def test_the_unet_stops_at_its_step_budget_well_inside_its_minutes(tokenizer_dir):
     """The demo's budget is steps (the minutes only a cap), so a fast machine trains the same
     UNet sooner instead of a longer-trained one; the cosine schedule ends at the step budget."""
