@@ -70,6 +70,11 @@ def cmd_ingest(args) -> int:
     return _print_outcome(outcome, args.json)
 
 
+# when the demo's RL should end at the latest, counted from the demo's start: its 20 minutes less what runs after RL (RL's
+# evaluation, the collection report, bias and preference evaluation: 1.9-2.4 min) and a margin. GenerationResource.rl_deadline
+DEMO_RL_ENDS_BY_MINUTES = 17.5
+
+
 def cmd_demo(args) -> int:
     from ml.catalog.demo import MANIFEST_FILE, DemoCatalogConfig, build_demo_catalog
     from ml.catalog.fashion_mnist import FashionMnistMissing
@@ -77,7 +82,7 @@ def cmd_demo(args) -> int:
 
     from orchestration.runner import ingest_file
 
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile, env={"SHOPWINDOW_RL_DEADLINE": str(time.time() + 60 * DEMO_RL_ENDS_BY_MINUTES), **os.environ})
     started = time.perf_counter()
     config = DemoCatalogConfig(limit=args.limit)
     demo_dir = profile.home / "demo" / "catalog"

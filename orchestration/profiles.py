@@ -89,12 +89,15 @@ _INGEST = {
 
 def _generation_budget(env: dict[str, str]) -> dict:
     """SHOPWINDOW_BASE_MINUTES (autoencoder + UNet) and SHOPWINDOW_RL_MINUTES:
-    quick tries and tests shorten the generator's training without touching anything else."""
+    quick tries and tests shorten the generator's training without touching anything else; a cap
+    given so is not extended by a deadline. SHOPWINDOW_RL_DEADLINE: see GenerationResource.rl_deadline."""
     out: dict = {}
     if env.get("SHOPWINDOW_BASE_MINUTES"):
         out["base_minutes"] = float(env["SHOPWINDOW_BASE_MINUTES"])
     if env.get("SHOPWINDOW_RL_MINUTES"):
-        out["rl_minutes"] = float(env["SHOPWINDOW_RL_MINUTES"])
+        out["rl_minutes"] = out["rl_minutes_max"] = float(env["SHOPWINDOW_RL_MINUTES"])
+    if env.get("SHOPWINDOW_RL_DEADLINE"):
+        out["rl_deadline"] = float(env["SHOPWINDOW_RL_DEADLINE"])
     return out
 
 

@@ -339,6 +339,11 @@ class GenerationResource(ConfigurableResource):
     # the cap on RL's time. 6, not 5: on a machine where an iteration took 1.1 s, 5 minutes ended RL at 262 of its 300 iterations,
     # and the demo's RL (seed 0) won 0.7986 and cut parity 56%; on the same base 300 iterations (rl_recipes, seed 1) won 0.87, -59%
     rl_minutes: float = 6.0
+    # `shopwindow demo` passes the time (POSIX seconds) by which its RL should end at the latest: where that leaves more than
+    # rl_minutes, the cap grows, to at most rl_minutes_max; it never shrinks. On a middling hour the demo's three a6a655a runs
+    # ended at 17.9-19.0 min while the 6 minutes cut two RLs at 182 and 190 of 200 iterations (1.93 and 1.85 s each)
+    rl_deadline: float | None = None
+    rl_minutes_max: float = 7.0
     # of RL's prompt draws, the fairness suite's (colour-free prompts); the titles get the rest. 0.75 (with the pretraining term,
     # one seed): parity -43% instead of -38%, win-rate 0.46 instead of 0.64. 0.35 since the diversity codes: the codes left parity
     # room to spend on the titles. With codes and invariance on the 3a165e0 / eb760a0 states: win-rate 0.764 / 0.740, parity
@@ -415,6 +420,12 @@ class GenerationResource(ConfigurableResource):
                 "pathwise_fidelity_hue": self.pathwise_fidelity_hue, "pathwise_fidelity_ink": self.pathwise_fidelity_ink,
                 "pathwise_fidelity_chroma": self.pathwise_fidelity_chroma, "fidelity_color_weight": self.fidelity_color_weight,
                 "fidelity_temperature": self.fidelity_temperature}
+
+    def rl_cap_minutes(self, now: float) -> float:
+        """RL's time cap if it starts at `now`: rl_minutes, or up to rl_minutes_max where rl_deadline leaves the time."""
+        if self.rl_deadline is None:
+            return self.rl_minutes
+        return max(self.rl_minutes, min(self.rl_minutes_max, (self.rl_deadline - now) / 60))
 
     def rl_config(self):
         from ml.diffusion.sampling import SamplingConfig

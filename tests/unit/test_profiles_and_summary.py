@@ -27,6 +27,19 @@ def test_profiles_resolve_from_one_setting(tmp_path):
         load_profile(env={"SHOPWINDOW_PROFILE": "staging"})
 
 
+def test_the_demo_deadline_extends_the_rl_cap_but_never_shrinks_it(tmp_path):
+    """`shopwindow demo` passes a deadline so a middling hour's RL runs all its iterations; a slow hour keeps rl_minutes."""
+    from orchestration.resources import GenerationResource
+
+    generation = GenerationResource(rl_minutes=6.0, rl_minutes_max=7.0, rl_deadline=10_000.0)
+    assert generation.rl_cap_minutes(10_000 - 60 * 6.5) == pytest.approx(6.5)
+    assert generation.rl_cap_minutes(10_000 - 60 * 9) == 7.0 and generation.rl_cap_minutes(10_000 - 60 * 2) == 6.0
+    assert GenerationResource(rl_minutes=6.0).rl_cap_minutes(0.0) == 6.0  # no deadline: the cap as set
+    quick = load_profile(env={"SHOPWINDOW_HOME": str(tmp_path), "SHOPWINDOW_RL_DEADLINE": "10000", "SHOPWINDOW_RL_MINUTES": "0.5"})
+    assert quick.generation["rl_deadline"] == 10_000.0
+    assert GenerationResource(**quick.generation).rl_cap_minutes(0.0) == 0.5  # a cap set by hand is not extended
+
+
 def test_dagster_yaml_turns_telemetry_off(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     home = prepare_home(load_profile(env={"SHOPWINDOW_HOME": str(tmp_path)}))
