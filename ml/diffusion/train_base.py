@@ -244,9 +244,9 @@ def train_unet(pipe, latents: torch.Tensor | Callable[[np.ndarray], torch.Tensor
                short_captions: list[str] | None = None, minutes: float | None = None) -> list[dict]:
     """Epsilon-prediction training of the UNet and text encoder for `minutes` (default: the whole
     base budget); the UNet ends as its EMA.
-    `latents`: every image's (aligned with `captions`), or a function from image rows to theirs, called once, before the
-    clock starts, with the rows that `unet_steps` steps would draw: with the cell-balanced draw, 800 steps of 128 draw 70%
-    of the demo's images, and encoding them all took longer than 100 UNet steps.
+    `latents`: every image's (aligned with `captions`), or a function from image rows to theirs. The `unet_steps` steps'
+    draws are planned before the clock starts, and the function is called once, with the rows they reach: with the
+    cell-balanced draw, 800 steps of 128 draw 70% of the demo's images, and encoding them all took longer than 100 UNet steps.
     `short_captions` (aligned with `captions`, e.g. "a dress" for "a red dress") replace a
     `colorless_captions` share of them, as real captions often leave attributes out: trained
     only on coloured captions, the demo's generator drew 90% grey for "a dress" (parity distance
@@ -286,28 +286,26 @@ def train_unet(pipe, latents: torch.Tensor | Callable[[np.ndarray], torch.Tensor
 
     generator = torch.Generator().manual_seed(config.seed)
     draw = caption_draw_weights(captions, config.unet_cell_balance) if config.unet_cell_balance else None
-    plan = _batch_plan(rng, len(captions), config, draw, short_tokens is not None)
-    if callable(latents):  # the same draws, planned ahead: only the images they reach are encoded
-        plan = [next(plan) for _ in range(config.unet_steps)]
-        drawn = np.unique(np.concatenate([rows for rows, _, _ in plan])) if plan else np.zeros(0, np.int64)
-        table, position = latents(drawn) if len(drawn) else None, np.zeros(len(captions), np.int64)
-        position[drawn] = np.arange(len(drawn))
-        plan = iter([(rows, short, drop, position[rows]) for rows, short, drop in plan])
-    else:
-        table = latents
-        plan = ((rows, short, drop, rows) for rows, short, drop in plan)
+    # the draws planned ahead, so only the images they reach are encoded (or, given every latent, kept)
+    draws = _batch_plan(rng, len(captions), config, draw, short_tokens is not None)
+    plan = [next(draws) for _ in range(config.unet_steps)]
+    drawn = np.unique(np.concatenate([rows for rows, _, _ in plan])) if plan else np.zeros(0, np.int64)
+    encode = latents if callable(latents) else (lambda rows: latents[torch.as_tensor(rows)])
+    table, position = encode(drawn) if len(drawn) else None, np.zeros(len(captions), np.int64)
+    position[drawn] = np.arange(len(drawn))
+    plan = iter(plan)
     bf16 = config.unet_bf16 and bf16_supported(unet.device.type)
     start = time.perf_counter()  # the budget's clock, once the latents are there
     with tqdm(total=config.unet_steps, desc="train generator", mininterval=2) as bar:
         while step < config.unet_steps and time.perf_counter() - start < 60 * minutes:
-            rows, short, drop, latent_rows = next(plan)
-            rows = torch.as_tensor(rows)
+            rows, short, drop = next(plan)
+            latent_rows, rows = torch.as_tensor(position[rows]), torch.as_tensor(rows)
             ids = tokens[rows].clone()
             if short is not None:
                 shorten = torch.as_tensor(short)
                 ids[shorten] = short_tokens[rows][shorten]
             ids[torch.as_tensor(drop)] = empty[0]
-            x0 = table[torch.as_tensor(latent_rows)]
+            x0 = table[latent_rows]
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
             with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=bf16):
