@@ -68,7 +68,7 @@ _GENERATION = {
                    "ema_decay": 0.0,
                    # the encoder's own zero-shot temperature: the warmer reward was measured on the demo's encoder and generator only
                    "fidelity_temperature": 1.0,
-                   # the pathwise weight tuned at that temperature, and no anchor: the pair below was measured on the tiny generator only
+                   # the pathwise weight tuned at that temperature, and no title anchor: the demo's pair was measured on the tiny generator only
                    "pathwise_fidelity_weight": 0.03, "title_anchor_weight": 0.0,
                    # one trained step per UNet call, as DDPO: five steps of a minibatch of SD activations at once is untested on a GPU
                    "fused_timesteps": 1,

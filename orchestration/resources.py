@@ -328,7 +328,7 @@ class GenerationResource(ConfigurableResource):
     # fidelity_temperature 3 with pathwise_fidelity_weight 0.06 the anchor keeps the colour the stronger pathwise term would
     # take. rl_recipes, 200 iterations, seed 0, the states of five demos, against the default then (0.03, no anchor): win-rate
     # 0.816 / 0.851 / 0.910 / 0.861 / 0.934 against 0.767 / 0.747 / 0.858 / 0.802 / 0.951, parity the same, colour reads as well
-    # kept (0.97-1.00); 6% more time per iteration
+    # kept (0.965-1.00); 6% more time per iteration at 1 thread. Two fresh demos with it: 0.868 and 0.844, both champion
     title_anchor_weight: float = 0.3
     # ml.diffusion.adapters: prompts that leave a colour open get a LoRA of their own, so parity's training does not reach the
     # titles' weights nor theirs the open prompts'. A fresh 6c0a40a state, 300 iterations, seeds 0 / 1 / 2: win-rate
